@@ -305,5 +305,5 @@ def seed_space(store, key, seed=0):
     c = Committer(store, repo)
     c.add_bytes("README.md", b"---\ntitle: Demo\nsdk: static\n---\n")
     c.add_bytes("index.html", b"<!doctype html><title>demo</title><p>hi</p>\n")
-    c.add_bytes("assets/logo.png", random.Random(seed).randbytes(5000))
+    c.add_bytes("assets/model.bin", random.Random(seed).randbytes(5000))
     return {"main": c.commit("Add space files", clock)}
