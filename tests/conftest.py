@@ -208,3 +208,8 @@ def js_client_dir():
 
 def pytest_configure(config):
     sys.path.insert(0, os.path.join(ROOT, "tests", "localhub"))
+
+
+# Not test directories: the server's own code, the JS client's node_modules,
+# benchmark scripts.
+collect_ignore_glob = ["js/*", "localhub/*", "bench/*"]
