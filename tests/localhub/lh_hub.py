@@ -134,6 +134,7 @@ class HubHandler(Handler):
         if (rest == ["info", "refs"] or rest in (["git-upload-pack"],
                                                  ["git-receive-pack"])
                 or rest == ["HEAD"]):
+            self.rest = rest        # the whole service path, for PATH_INFO
             return "git", self.git_backend
         raise HubError(404, "Not Found")
 
@@ -189,7 +190,8 @@ class HubHandler(Handler):
             if self.who is None:
                 raise HubError(401, "You must be authenticated to access it. "
                                "Access to %s %s is restricted." % (
-                                   rtype, repo.id), "GatedRepo")
+                                   rtype, repo.id), "GatedRepo",
+                               headers=self.git_challenge())
             raise HubError(403, "Access to %s %s is restricted and you are "
                            "not in the authorized list. Visit %s to ask for "
                            "access." % (rtype, repo.id, self.repo_url(repo)),
@@ -197,7 +199,7 @@ class HubHandler(Handler):
         if need == "write" and not self.app.auth.can_write(self.who, meta, ns):
             if self.who is None:
                 raise HubError(401, "You must be authenticated to write to "
-                               "this repo")
+                               "this repo", headers=self.git_challenge())
             raise HubError(403, "You don't have the rights to write to "
                            "%s %s: your token %s." % (
                                rtype, repo.id,
@@ -205,6 +207,13 @@ class HubHandler(Handler):
                                else "has no access to this namespace"))
         self.repo = repo
         return repo
+
+    def git_challenge(self):
+        """git (curl) sends credentials only after a 401 with a Basic
+        challenge, so every 401 of a git route carries one."""
+        if self.route_name == "git":
+            return {"WWW-Authenticate": 'Basic realm="localhub"'}
+        return {}
 
     def split_rev(self, segs):
         """Split the revision off a segment list: (rev, rest)."""
@@ -422,8 +431,9 @@ class HubHandler(Handler):
             raise HubError(404, "Entry not found: %s" % path, "EntryNotFound",
                            headers={"X-Repo-Commit": commit})
         if self.qbool("recursive"):
-            prefix = path + "/" if path else ""
-            items = [e for e in t.entries if e["path"].startswith(prefix)]
+            prefix = path + "/"
+            items = t.entries if not path else [
+                e for e in t.entries if e["path"].startswith(prefix)]
         else:
             items = t.children.get(path, [])
         expand = self.qbool("expand")
@@ -968,9 +978,13 @@ class HubHandler(Handler):
                     d["actions"] = {"upload": {
                         "href": self.app.cdn_upload_url(oid, size, exp),
                         "header": {}, "expires_in": self.app.url_lifetime}}
+                # The objects are "authenticated" (git-lfs then sends no
+                # credentials of its own, so none reach the CDN): the verify
+                # call back to the hub carries the caller's Authorization.
                 d["actions"]["verify"] = {
                     "href": "%s.git/info/lfs/objects/verify" % self.repo_url(repo),
-                    "header": {}}
+                    "header": {"Authorization":
+                               self.headers.get("Authorization", "")}}
             out.append(d)
         self.send_bytes(200, json.dumps(
             {"transfer": "multipart" if used_multipart else "basic",
