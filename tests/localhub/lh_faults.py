@@ -13,6 +13,9 @@ Actions:
             `after_bytes` bytes of body, then close cleanly
   stall     sleep `seconds` after `after_bytes` bytes of body (0: before
             the response), then carry on normally
+  ignore_range   answer a ranged file request with 200 and the whole body
+  wrong_range    answer a ranged file request with the range one byte
+                 later than asked (and a Content-Range saying so)
 """
 
 import random
@@ -20,7 +23,8 @@ import re
 import threading
 import time
 
-ACTIONS = ("status", "reset", "truncate", "stall")
+ACTIONS = ("status", "reset", "truncate", "stall", "ignore_range",
+           "wrong_range")
 RULE_KEYS = {"origin", "route", "method", "path", "action", "status",
              "retry_after", "fraction", "nth", "times", "after_bytes",
              "seconds", "seed", "name"}

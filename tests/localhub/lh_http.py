@@ -269,6 +269,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         start, end = 0, size - 1
         status = 200
         rng = self.headers.get("Range")
+        f = self.fault
+        if f is not None and f.action == "ignore_range":
+            rng = None          # answer 200 with the whole body
         if rng:
             parsed = parse_range(rng, size)
             if parsed == "unsatisfiable":
@@ -278,6 +281,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if parsed is not None:
                 start, end = parsed
                 status = 206
+                if f is not None and f.action == "wrong_range":
+                    # Serve and label a range one byte later than asked.
+                    start, end = min(start + 1, size - 1), min(end + 1, size - 1)
                 headers["Content-Range"] = "bytes %d-%d/%d" % (start, end, size)
         count = end - start + 1 if size else 0
         self.start(status, headers, count)

@@ -184,3 +184,19 @@ def test_faulted_requests_are_logged(fhub):
     fhub.get("/api/models/tester/m/tree/main")
     (e,) = fhub.log_since(seq)
     assert e["status"] == 503 and e["fault"] == "flaky-tree"
+
+
+def test_ignore_range_and_wrong_range(fhub):
+    url = cdn_url(fhub)
+    whole = http_request(url).body
+    fhub.admin("POST", "/faults", {"route": "cdn-get", "action": "ignore_range",
+                                   "times": 1})
+    r = http_request(url, headers={"Range": "bytes=10-19"})
+    assert r.status == 200 and r.body == whole
+    fhub.admin("POST", "/faults", {"route": "cdn-get", "action": "wrong_range",
+                                   "times": 1})
+    r = http_request(url, headers={"Range": "bytes=10-19"})
+    assert r.status == 206 and r.body == whole[11:21]
+    assert r.header("Content-Range") == "bytes 11-20/%d" % len(whole)
+    r = http_request(url, headers={"Range": "bytes=10-19"})
+    assert r.status == 206 and r.body == whole[10:20]
