@@ -1,0 +1,187 @@
+/*
+ * The block cache and the metadata index, on local disk under cache_dir.
+ *
+ * Block cache: file content, keyed by content (the sha256 for LFS files,
+ * the git blob id otherwise), so a file that is the same in two revisions
+ * or two repositories is fetched and stored once.  Several hubfs
+ * processes may use one cache_dir at the same time, and it survives
+ * restarts.
+ *
+ *   cache_dir/index.db          SQLite, WAL mode: blocks, objects, trees, refs
+ *   cache_dir/data/AB/KEY       one sparse file per object; block i at
+ *                               offset i * HUBFS_CACHE_BLOCK_SIZE
+ *
+ * Invariants:
+ * - A block's row exists only once all its bytes are in the data file;
+ *   the row holds the block's length and CRC-32C.
+ * - A block is served only after its bytes matched that CRC, checked the
+ *   first time it is used through an open object.  A block that is
+ *   missing, short or does not match is deleted and reported absent, so
+ *   the caller fetches it again.
+ * - The sum of the lengths of all blocks never exceeds max_bytes.  Room
+ *   is made by evicting the least recently used blocks of objects that no
+ *   process has open: an open object holds a shared flock(2) on its data
+ *   file, and the evictor takes the object only with an exclusive one.
+ *
+ * Metadata index: the tree of every commit hubfs has listed (immutable,
+ * so it is listed once per cache lifetime), and the last commit seen for
+ * each branch (for offline use).
+ *
+ * All functions return 0 or -errno (with hubfs_err_set() detail) unless
+ * said otherwise, and are thread-safe.  An object handle may be used by
+ * several threads at once.
+ */
+#ifndef HUBFS_CACHE_H
+#define HUBFS_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hubfs/hub.h"
+
+#define HUBFS_CACHE_BLOCK_SIZE (1u << 20)
+
+struct hubfs_cache;
+struct hubfs_cache_obj;
+
+/*
+ * Open (creating if needed) the cache in @dir with a hard limit of
+ * @max_bytes of block data.  The limit is this process's; processes
+ * sharing a directory should agree on it.
+ */
+int hubfs_cache_open(struct hubfs_cache **out, const char *dir,
+		     uint64_t max_bytes);
+
+/* Close the cache.  All objects must be closed first.  Accepts NULL. */
+void hubfs_cache_close(struct hubfs_cache *cache);
+
+/* --- Objects and blocks --------------------------------------------- */
+
+/*
+ * Open the object with content key @key (40 or 64 lowercase hex digits)
+ * and @size bytes, creating its data file if needed.  While open, no
+ * process evicts its blocks.  Opening the same key twice gives two
+ * handles sharing one verified-block map.  -EINVAL for a bad key.
+ */
+int hubfs_cache_obj_open(struct hubfs_cache_obj **out,
+			 struct hubfs_cache *cache, const char *key,
+			 uint64_t size);
+
+/* Close a handle.  Accepts NULL. */
+void hubfs_cache_obj_close(struct hubfs_cache_obj *obj);
+
+/* The number of blocks of the object: ceil(size / block size). */
+uint64_t hubfs_cache_obj_nblocks(const struct hubfs_cache_obj *obj);
+
+/*
+ * Whether block @idx is present and intact: 1 yes, 0 no (fetch it and
+ * commit it), or -errno.  The first call per block checks the CRC; later
+ * calls answer from memory.
+ */
+int hubfs_cache_block_present(struct hubfs_cache_obj *obj, uint64_t idx);
+
+/*
+ * Read @len bytes at @off, all inside blocks hubfs_cache_block_present()
+ * has confirmed.  Returns the bytes read (< @len only at end of object)
+ * or -errno.
+ */
+ssize_t hubfs_cache_obj_pread(struct hubfs_cache_obj *obj, void *buf,
+			      size_t len, uint64_t off);
+
+/*
+ * The data file's descriptor, for zero-copy replies (splice).  Valid
+ * while @obj is open; only ranges of confirmed blocks may be read.
+ */
+int hubfs_cache_obj_fd(const struct hubfs_cache_obj *obj);
+
+/*
+ * Make room for @bytes more bytes of block data, evicting if needed.
+ * -ENOSPC if it cannot be made (everything left is in use): the caller
+ * should wait and retry, or read without caching.
+ */
+int hubfs_cache_reserve(struct hubfs_cache *cache, uint64_t bytes);
+
+/* Write raw bytes of the object's data file (used while fetching). */
+int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
+			   size_t len, uint64_t off);
+
+/*
+ * Record that block @idx is fully written with CRC-32C @crc (of its
+ * length, which the object's size determines).  After this the block is
+ * present for every process.
+ */
+int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
+			     uint32_t crc);
+
+/* Note a use of block @idx for LRU; cheap, batched. */
+void hubfs_cache_block_touch(struct hubfs_cache_obj *obj, uint64_t idx);
+
+/* Whether the whole object's content hash was checked: 1, 0 or -errno. */
+int hubfs_cache_obj_verified(struct hubfs_cache_obj *obj);
+
+/* Record that the whole object's content hash matched its key. */
+int hubfs_cache_obj_set_verified(struct hubfs_cache_obj *obj);
+
+/* Delete every block of the object (its content did not match). */
+int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj);
+
+struct hubfs_cache_stats {
+	uint64_t used_bytes;	/* block data stored, all processes */
+	uint64_t max_bytes;
+	uint64_t blocks;
+	uint64_t hits;		/* hubfs_cache_block_present() == 1, this process */
+	uint64_t misses;	/* == 0, this process */
+	uint64_t evicted;	/* blocks evicted by this process */
+	uint64_t corrupt;	/* blocks found damaged by this process */
+};
+
+void hubfs_cache_get_stats(struct hubfs_cache *cache,
+			   struct hubfs_cache_stats *out);
+
+/* CRC-32C (Castagnoli) of @len bytes, continuing from @crc (0 to start). */
+uint32_t hubfs_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* --- Metadata index ------------------------------------------------- */
+
+/*
+ * Trees and refs are keyed by @repo, a string naming the endpoint and the
+ * repository, e.g. "https://huggingface.co models/org/name".
+ */
+
+/*
+ * Whether the full tree of @commit is stored: 1 (and *@time is set to
+ * the commit's date if @time is not NULL), 0, or -errno.
+ */
+int hubfs_cache_tree_has(struct hubfs_cache *cache, const char *repo,
+			 const char *commit, int64_t *time);
+
+/*
+ * Store the full tree of @commit (dated @time): @n entries.  Atomic: the
+ * tree is either stored whole or not at all.
+ */
+int hubfs_cache_tree_store(struct hubfs_cache *cache, const char *repo,
+			   const char *commit, int64_t time,
+			   const struct hubfs_hub_entry *entries, size_t n);
+
+/*
+ * Call @cb for every stored entry of @commit's tree, in the order stored.
+ * -ENOENT if the tree is not stored.
+ */
+int hubfs_cache_tree_load(struct hubfs_cache *cache, const char *repo,
+			  const char *commit, hubfs_hub_entry_cb cb,
+			  void *arg);
+
+/* Remember that ref @name of @repo pointed at @commit (dated @time). */
+int hubfs_cache_ref_set(struct hubfs_cache *cache, const char *repo,
+			const char *name, const char *commit, int64_t time);
+
+/*
+ * The last commit remembered for ref @name: fills @commit (41 bytes) and
+ * *@time.  -ENOENT if none.
+ */
+int hubfs_cache_ref_get(struct hubfs_cache *cache, const char *repo,
+			const char *name, char commit[41], int64_t *time);
+
+#endif /* HUBFS_CACHE_H */
