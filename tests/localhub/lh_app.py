@@ -297,6 +297,7 @@ class AdminHandler(Handler):
 
     def log_get(self):
         since = int(self.q("since") or 0)
+        self.app.log.settle()
         entries = self.app.log.since(since)
         self.send_json(200, {"last": self.app.log.last_seq(),
                              "entries": entries})

@@ -40,13 +40,28 @@ class Aborted(Exception):
 class RequestLog:
     def __init__(self, path=None, keep=200000):
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.inflight = 0       # hub and cdn requests not yet logged
         self.path = path
         self.file = open(path, "a", buffering=1) if path else None
         self.entries = collections.deque(maxlen=keep)
         self.seq = 0
 
+    def begin(self):
+        with self.lock:
+            self.inflight += 1
+
+    def settle(self, timeout=2.0):
+        """Wait until every request in progress has been logged (bounded:
+        a stalled request must not block the caller for long)."""
+        with self.lock:
+            self.idle.wait_for(lambda: self.inflight == 0, timeout)
+
     def write(self, entry):
         with self.lock:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self.idle.notify_all()
             self.seq += 1
             entry["seq"] = self.seq
             self.entries.append(entry)
@@ -328,6 +343,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.raw_query = split.query
         self.query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
         self.segs = [s for s in split.path.split("/")][1:]
+        if self.server.origin != "admin":
+            self.app.log.begin()
         try:
             try:
                 self.route_name, fn = self.route(method)

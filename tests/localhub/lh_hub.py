@@ -1056,6 +1056,6 @@ class HubHandler(Handler):
             elif k:
                 headers[k.strip()] = v.strip()
         headers.pop("Content-Length", None)
-        if push and status == 200:
-            self.app.store.lastcommit_cache.clear()
+        if push:
+            repo.generation += 1
         self.send_bytes(status, body, headers)

@@ -35,6 +35,7 @@ SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,96}$")
 HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 ZERO_OID = "0" * 40
+REF_WRITERS = ("update-ref", "tag", "fast-import", "branch")
 LFS_SPEC = b"version https://git-lfs.github.com/spec/v1\n"
 MAX_POINTER_SIZE = 1024
 
@@ -195,6 +196,8 @@ class Repo:
         self.path = path
         self.lock = threading.Lock()        # serialises writes to this repo
         self.meta_path = os.path.join(path, "localhub.json")
+        self.generation = 0         # bumped by every ref change made here
+        self.refs_cache = None      # (signature, refs)
 
     @property
     def key(self):
@@ -225,13 +228,43 @@ class Repo:
             e.update(env)
         p = subprocess.run(["git"] + list(args), input=input, env=e,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if args and args[0] in REF_WRITERS:
+            self.generation += 1
         if check and p.returncode != 0:
             raise StoreError(500, "git %s failed: %s" % (
                 args[0], p.stderr.decode("utf-8", "replace").strip()))
         return p
 
+    def _refs_signature(self):
+        """Changes whenever a ref may have changed: our own writes bump the
+        generation; anyone else's (a push, a seeding command in another
+        process) replaces a loose ref file (a new inode) or packed-refs."""
+        sig = [self.generation]
+        try:
+            st = os.stat(os.path.join(self.path, "packed-refs"))
+            sig.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            sig.append(None)
+        for root, _, files in os.walk(os.path.join(self.path, "refs")):
+            for f in files:
+                try:
+                    st = os.stat(os.path.join(root, f))
+                except FileNotFoundError:
+                    continue
+                sig.append((root, f, st.st_ino, st.st_mtime_ns))
+        return tuple(sig)
+
     def refs(self):
         """All refs: {refname: commit id} with tags peeled to commits."""
+        sig = self._refs_signature()
+        cached = self.refs_cache
+        if cached is not None and cached[0] == sig:
+            return dict(cached[1])
+        refs = self._read_refs()
+        self.refs_cache = (sig, refs)
+        return dict(refs)
+
+    def _read_refs(self):
         out = self.git("for-each-ref",
                        "--format=%(refname)%00%(objectname)%00%(*objectname)"
                        ).stdout.decode()
@@ -312,6 +345,8 @@ class Repo:
                            "--", path or ".").stdout.decode("utf-8", "replace")
             h, s, ct = out.strip("\n").split("\0")
             hit = {"id": h, "title": s, "date": iso_date(int(ct))}
+            if len(self.store.lastcommit_cache) > 500000:
+                self.store.lastcommit_cache.clear()
             self.store.lastcommit_cache[key] = hit
         return hit
 
