@@ -15,6 +15,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCALHUB = os.path.join(ROOT, "tests", "localhub", "localhub.py")
 PYTHON = "/usr/bin/python3"
+GIT_TIMEOUT = 90
 
 # Users and tokens of the test server.
 WRITE = "hf_alice_write_0123456789"
@@ -157,6 +158,155 @@ class LocalHub:
 
     def leaks(self):
         return self.admin("GET", "/auth-leaks")
+
+
+class Git:
+    """Runs git with an isolated HOME and no prompts."""
+
+    def __init__(self, home):
+        self.home = home
+        os.makedirs(home, exist_ok=True)
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": home,
+            "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_LFS_SKIP_SMUDGE": "1",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
+        }
+
+    def run(self, *args, cwd=None, check=True, env=None, input=None,
+            timeout=GIT_TIMEOUT):
+        e = dict(self.env)
+        e.update(env or {})
+        p = subprocess.run(["git"] + list(args), cwd=cwd, env=e, input=input,
+                           stdin=None if input is not None else
+                           subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError("git %s failed (%d):\n%s" % (
+                " ".join(args), p.returncode,
+                p.stderr.decode("utf-8", "replace")))
+        return p
+
+    def out(self, *args, **kw):
+        return self.run(*args, **kw).stdout
+
+
+
+BUILD_DIR = os.environ.get("HUBFS_BUILD_DIR", os.path.join(ROOT, "build"))
+HUBFS = os.path.join(BUILD_DIR, "hubfs")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "WARNING: ThreadSanitizer")
+
+
+class Mount:
+    """A hubfs mount run in the foreground by the test, so the test owns
+    its pid; unmounted and waited for at teardown, even on failure."""
+
+    def __init__(self, workdir, source, endpoint, opts=(), token=None,
+                 cache_dir=None, env=None):
+        self.workdir = workdir
+        self.mnt = os.path.join(workdir, "mnt")
+        self.cache_dir = cache_dir or os.path.join(workdir, "cache")
+        self.errfile = os.path.join(workdir, "hubfs.err")
+        os.makedirs(self.mnt, exist_ok=True)
+        self.source = source
+        self.endpoint = endpoint
+        self.opts = ["cache_dir=" + self.cache_dir] + list(opts)
+        self.token = token
+        self.extra_env = env or {}
+        self.proc = None
+        self.returncode = None
+
+    def env(self):
+        e = {k: v for k, v in os.environ.items()
+             if not k.startswith("HF_")}
+        e["HOME"] = self.workdir        # no token file of the machine's
+        e["HF_ENDPOINT"] = self.endpoint
+        if self.token:
+            e["HF_TOKEN"] = self.token
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        e.update(self.extra_env)
+        return e
+
+    def argv(self, foreground=True):
+        return ([HUBFS] + (["-f"] if foreground else []) +
+                [self.source, self.mnt, "-o", ",".join(self.opts)])
+
+    def start(self, timeout=30):
+        if not os.path.exists(HUBFS):
+            pytest.skip("hubfs is not built (%s)" % HUBFS)
+        self.err = open(self.errfile, "ab")
+        self.proc = subprocess.Popen(self.argv(), env=self.env(),
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=self.err, stderr=self.err)
+        deadline = time.time() + timeout
+        while not os.path.ismount(self.mnt):
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                self.proc = None
+                raise RuntimeError("hubfs exited with %d: %s" % (
+                    self.returncode, self.errors()))
+            if time.time() > deadline:
+                self.stop()
+                raise RuntimeError("hubfs did not mount in %ds: %s" % (
+                    timeout, self.errors()))
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout=30):
+        if self.proc is None:
+            return self.returncode
+        if os.path.ismount(self.mnt):
+            subprocess.run(["fusermount3", "-u", "-z", self.mnt],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.returncode = self.proc.wait()
+        self.proc = None
+        self.err.close()
+        return self.returncode
+
+    def errors(self):
+        try:
+            with open(self.errfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+
+@pytest.fixture
+def mount_factory(tmp_path):
+    """Mount hubfs; every mount is unmounted at the end, and the daemon's
+    output must hold no sanitizer report and no token."""
+    mounts = []
+
+    def make(hub, source, *opts, token=None, cache_dir=None, env=None,
+             start=True):
+        d = tmp_path / ("mount%d" % len(mounts))
+        d.mkdir()
+        m = Mount(str(d), source, hub.url, opts, token, cache_dir, env)
+        mounts.append(m)
+        return m.start() if start else m
+    yield make
+    for m in mounts:
+        m.stop()
+    for m in mounts:
+        out = m.errors()
+        for mark in SANITIZER_MARKS:
+            assert mark not in out, out
+        for tok in (WRITE, READ, BOB, CAROL):
+            assert tok not in out
 
 
 @pytest.fixture

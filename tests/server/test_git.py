@@ -21,51 +21,11 @@ import uuid
 
 import pytest
 
-from conftest import WRITE, READ, BOB, http_request
+from conftest import WRITE, READ, BOB, GIT_TIMEOUT, Git, http_request
 
-GIT_TIMEOUT = 90
 PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 LFS_SPEC = b"version https://git-lfs.github.com/spec/v1\n"
 MODEL_REVS = ["main", "dev", "feature/x", "v1.0", "v2.0", "refs/pr/1"]
-
-
-# --- git environment ---------------------------------------------------------
-
-class Git:
-    """Runs git with an isolated HOME and no prompts."""
-
-    def __init__(self, home):
-        self.home = home
-        os.makedirs(home, exist_ok=True)
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": home,
-            "XDG_CONFIG_HOME": os.path.join(home, ".config"),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_LFS_SKIP_SMUDGE": "1",
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
-        }
-
-    def run(self, *args, cwd=None, check=True, env=None, input=None,
-            timeout=GIT_TIMEOUT):
-        e = dict(self.env)
-        e.update(env or {})
-        p = subprocess.run(["git"] + list(args), cwd=cwd, env=e, input=input,
-                           stdin=None if input is not None else
-                           subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=timeout)
-        if check and p.returncode != 0:
-            raise AssertionError("git %s failed (%d):\n%s" % (
-                " ".join(args), p.returncode,
-                p.stderr.decode("utf-8", "replace")))
-        return p
-
-    def out(self, *args, **kw):
-        return self.run(*args, **kw).stdout
 
 
 @pytest.fixture(scope="module")
