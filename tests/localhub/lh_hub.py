@@ -437,9 +437,12 @@ class HubHandler(Handler):
         else:
             items = t.children.get(path, [])
         expand = self.qbool("expand")
+        # --page-size caps pages even when the client asks for more, so
+        # tests can force many pages on any client.
         default = min(50 if expand else 1000, self.app.page_size)
-        page, headers = self.paginate(items, default, 100 if expand else 1000,
-                                      commit)
+        page, headers = self.paginate(
+            items, default, min(100 if expand else 1000, self.app.page_size),
+            commit)
         self.send_json(200, [self.tree_entry_json(e, commit, expand)
                              for e in page], headers)
 

@@ -149,6 +149,9 @@ def test_tree_non_recursive_and_subdirectories(hub):
 def test_tree_limit_and_expand(hub):
     r = hub.get("/api/datasets/tester/ds1/tree/main/data%2F000%2F00?limit=7")
     assert len(r.json()) == 7 and "cursor=" in r.header("Link")
+    # --page-size 100 caps what a client may ask for.
+    r = hub.get("/api/datasets/tester/ds1/tree/main?recursive=1&limit=1000")
+    assert len(r.json()) == 100 and "cursor=" in r.header("Link")
     r = hub.get("/api/models/tester/model1/tree/main?expand=true")
     e = {x["path"]: x for x in r.json()}
     assert e["config.json"]["lastCommit"]["id"] == hub.seeded["model"]["main"]
