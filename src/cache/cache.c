@@ -1,0 +1,1070 @@
+/*
+ * The block cache: cache handles, objects, blocks, LRU touches, stats.
+ *
+ * DESIGN
+ *
+ * What it owns.  A struct hubfs_cache owns the directory descriptors of
+ * cache_dir and cache_dir/data, the SQLite connections (db.c), the table
+ * of objects open in this process, the batch of pending LRU touches and
+ * the counters.  Eviction lives in evict.c, trees and refs in index.c.
+ *
+ * On disk.  One sparse data file per object, data/AB/KEY, with block i at
+ * offset i * HUBFS_CACHE_BLOCK_SIZE, written with pwrite().  A block's
+ * row in the blocks table (key, idx, len, crc, atime) is inserted only
+ * after its bytes were written, by hubfs_cache_block_commit().  The
+ * objects table keeps each object's size and whether its whole content
+ * hash was checked (verified); the usage row keeps the total length and
+ * number of blocks, updated by triggers in the same transaction as the
+ * block rows (db.c).
+ *
+ * Pinning.  An open object holds flock(LOCK_SH) on its data file, through
+ * one descriptor shared by all its handles in this process.  An evictor,
+ * in this process or another, takes an object only after flock(LOCK_EX |
+ * LOCK_NB) on a descriptor of its own succeeded, so it never takes a
+ * block from under an open object.  flock() locks belong to the open
+ * file description, so this holds between two handles of one process
+ * too.  Between open() and flock() an evictor may unlink the file, and a
+ * lock on an unlinked inode pins nothing; cache_file_lock() therefore
+ * checks after locking that the name still leads to the locked inode,
+ * and the opener retries if not.
+ *
+ * Objects in memory.  Opening a key already open in this process shares
+ * its struct cache_ent (refcounted, in the objs map keyed by key), and
+ * with it the verified-block bitmap, so a block's CRC is checked once per
+ * open, not once per read.  An ent has three states, changed under
+ * obj_lock:
+ *
+ *   INIT --file locked, objects row checked--> READY --last close--> freed
+ *     \--failure--> FAILED (out of the map; freed by its last ref)
+ *
+ * The opener inserts the ent in INIT and sets it up without holding
+ * obj_lock (flock() may wait for an evictor); a second opener of the same
+ * key waits on obj_cond until the ent leaves INIT.  On the last close the
+ * ent leaves the map, its descriptor is closed (dropping the pin), and
+ * if no process holds the object and it has no block left, its data file
+ * and objects row are deleted (ent_sweep): eviction only visits blocks,
+ * so a file whose fetch never committed a block would otherwise stay.
+ *
+ * The bitmap.  A bit is set by hubfs_cache_block_present() once the
+ * block's bytes matched its row's length and CRC, and read without a lock
+ * afterwards.  hubfs_cache_obj_drop() deletes the rows and then clears
+ * the bits and bumps ent.gen, under ent.lock; a check that started before
+ * the bump sets its bit only if gen did not move, so no check that read
+ * the old bytes can leave a bit set after a drop.  Eviction never touches
+ * an open object, so nothing else can make a set bit stale.
+ *
+ * A damaged block.  A row whose bytes are short or do not match its CRC
+ * is deleted (only if the row is still the one checked: another process
+ * may have just committed a fresh copy), the object loses its verified
+ * flag, and the block is reported absent so the caller fetches it again.
+ *
+ * LRU.  atime is wall-clock milliseconds, set on commit.  A touch only
+ * appends (key, idx, now) to an in-memory batch, merged with the last
+ * entry when it names the same block (sequential reads touch one block
+ * many times); the batch is written in one transaction at most about
+ * once a second (TOUCH_INTERVAL_MS), when it fills up, before an eviction
+ * and at close.  A touch that finds no memory is dropped: it is a hint.
+ *
+ * Locks.
+ *   obj_lock    the objs map and every ent's state, err and refs; taken
+ *               with no other lock held
+ *   touch_lock  the touch batch; taken with no other lock held
+ *   conn.lock   one SQLite connection and its statements (db.c); one at a
+ *               time, never across a disk sync or a callback
+ *   ent.lock    an ent's gen and bitmap writes; a leaf
+ * No lock is held across flock() waits, pread()/pwrite() of block data,
+ * or checkpoints.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache_int.h"
+#include "hubfs/buf.h"
+#include "hubfs/err.h"
+#include "hubfs/mem.h"
+
+/* Most LRU touches kept in memory between two flushes. */
+#define TOUCH_BATCH 4096
+/* Longest a touch waits in memory while others keep arriving. */
+#define TOUCH_INTERVAL_MS 1000
+/* Bytes read at a time to check a block's CRC. */
+#define CHECK_CHUNK (256u * 1024)
+/* Times an opener retries when its data file is unlinked under it. */
+#define OPEN_TRIES 64
+
+/* --- small helpers ----------------------------------------------------- */
+
+bool cache_key_ok(const char *key)
+{
+	size_t n;
+
+	if (!key)
+		return false;
+	for (n = 0; key[n]; n++) {
+		char ch = key[n];
+
+		if (n == CACHE_KEY_MAX)
+			return false;
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+			return false;
+	}
+	return n == 40 || n == 64;
+}
+
+void cache_rel_path(char rel[CACHE_REL_MAX], const char *key)
+{
+	rel[0] = key[0];
+	rel[1] = key[1];
+	rel[2] = '/';
+	memcpy(rel + 3, key, strlen(key) + 1);
+}
+
+static int64_t clock_ms(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cache_now_ms(void)
+{
+	return clock_ms(CLOCK_REALTIME);
+}
+
+static uint64_t block_len(const struct cache_ent *ent, uint64_t idx)
+{
+	uint64_t off = idx * HUBFS_CACHE_BLOCK_SIZE;
+
+	return ent->size - off < HUBFS_CACHE_BLOCK_SIZE ?
+		       ent->size - off :
+		       HUBFS_CACHE_BLOCK_SIZE;
+}
+
+static int bad_index(const struct cache_ent *ent, uint64_t idx)
+{
+	hubfs_err_set("cache: block %llu of %s: object has %llu blocks",
+		      (unsigned long long)idx, ent->key,
+		      (unsigned long long)ent->nblocks);
+	return -EINVAL;
+}
+
+/* pread() all of @len unless the file ends first: bytes read or -errno. */
+static ssize_t read_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			hubfs_err_set("cache: read: %s", strerror(errno));
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/* --- the map ----------------------------------------------------------- */
+
+static size_t map_hash(const char *key)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+
+	while (*key)
+		h = (h ^ (unsigned char)*key++) * 0x100000001b3ull;
+	return (size_t)h;
+}
+
+static size_t map_find(const struct cache_map *map, const char *key)
+{
+	size_t i = map_hash(key) & (map->cap - 1);
+
+	while (map->slots[i].key && strcmp(map->slots[i].key, key) != 0)
+		i = (i + 1) & (map->cap - 1);
+	return i;
+}
+
+void *cache_map_get(const struct cache_map *map, const char *key)
+{
+	if (!map->cap)
+		return NULL;
+	return map->slots[map_find(map, key)].val;
+}
+
+static int map_grow(struct cache_map *map)
+{
+	struct cache_map bigger = { .cap = map->cap ? map->cap * 2 : 16 };
+
+	bigger.slots = hubfs_calloc(bigger.cap, sizeof(*bigger.slots));
+	if (!bigger.slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < map->cap; i++) {
+		if (map->slots[i].key)
+			bigger.slots[map_find(&bigger, map->slots[i].key)] =
+				map->slots[i];
+	}
+	bigger.len = map->len;
+	hubfs_free(map->slots);
+	*map = bigger;
+	return 0;
+}
+
+int cache_map_put(struct cache_map *map, const char *key, void *val)
+{
+	size_t i;
+
+	/* Keep the load at most one half, so probes stay short. */
+	if ((map->len + 1) * 2 > map->cap && map_grow(map))
+		return -ENOMEM;
+	i = map_find(map, key);
+	assert(!map->slots[i].key);
+	map->slots[i].key = key;
+	map->slots[i].val = val;
+	map->len++;
+	return 0;
+}
+
+void cache_map_del(struct cache_map *map, const char *key)
+{
+	size_t mask = map->cap - 1, i, j;
+
+	if (!map->cap || !map->slots[i = map_find(map, key)].key)
+		return;
+	/* Backward-shift deletion: move later members of the probe run
+	 * into the hole whenever the hole lies on their way from home. */
+	for (j = (i + 1) & mask; map->slots[j].key; j = (j + 1) & mask) {
+		size_t home = map_hash(map->slots[j].key) & mask;
+
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			map->slots[i] = map->slots[j];
+			i = j;
+		}
+	}
+	map->slots[i].key = NULL;
+	map->slots[i].val = NULL;
+	map->len--;
+}
+
+void cache_map_free(struct cache_map *map)
+{
+	hubfs_free(map->slots);
+	map->slots = NULL;
+	map->cap = 0;
+	map->len = 0;
+}
+
+/* --- the cache handle -------------------------------------------------- */
+
+static void cache_free(struct hubfs_cache *cache)
+{
+	if (!cache)
+		return;
+	cache_db_close(cache);
+	if (cache->data_fd >= 0)
+		close(cache->data_fd);
+	if (cache->dir_fd >= 0)
+		close(cache->dir_fd);
+	hubfs_free(cache->touches);
+	cache_map_free(&cache->objs);
+	for (int i = 0; i < CONN_COUNT; i++)
+		hubfs_mutex_destroy(&cache->conn[i].lock);
+	pthread_cond_destroy(&cache->obj_cond);
+	hubfs_mutex_destroy(&cache->touch_lock);
+	hubfs_mutex_destroy(&cache->obj_lock);
+	hubfs_free(cache);
+}
+
+static struct hubfs_cache *cache_new(uint64_t max_bytes)
+{
+	struct hubfs_cache *cache = hubfs_calloc(1, sizeof(*cache));
+	int rc = 0;
+
+	if (!cache)
+		return NULL;
+	cache->max_bytes = max_bytes;
+	cache->dir_fd = -1;
+	cache->data_fd = -1;
+	/* glibc's mutex and condition initialisers with default attributes
+	 * always succeed (pthread_mutex_init(3), pthread_cond_init(3)). */
+	rc |= hubfs_mutex_init(&cache->obj_lock);
+	rc |= hubfs_mutex_init(&cache->touch_lock);
+	rc |= pthread_cond_init(&cache->obj_cond, NULL);
+	for (int i = 0; i < CONN_COUNT; i++)
+		rc |= hubfs_mutex_init(&cache->conn[i].lock);
+	assert(rc == 0);
+	(void)rc;
+	return cache;
+}
+
+/* mkdir @name under @dirfd (AT_FDCWD: a path) unless it exists, then
+ * open it as a directory. */
+static int dir_open(int *out, int dirfd, const char *name)
+{
+	int fd;
+
+	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST) {
+		hubfs_err_set("cache: mkdir %s: %s", name, strerror(errno));
+		return -errno;
+	}
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		hubfs_err_set("cache: open %s: %s", name, strerror(errno));
+		return -errno;
+	}
+	*out = fd;
+	return 0;
+}
+
+int hubfs_cache_open(struct hubfs_cache **out, const char *dir,
+		     uint64_t max_bytes)
+{
+	struct hubfs_buf path = HUBFS_BUF_INIT(PATH_MAX);
+	struct hubfs_cache *cache = cache_new(max_bytes);
+	int err = -ENOMEM;
+
+	if (!cache)
+		goto out;
+	err = dir_open(&cache->dir_fd, AT_FDCWD, dir);
+	if (!err)
+		err = dir_open(&cache->data_fd, cache->dir_fd, "data");
+	if (!err)
+		err = hubfs_buf_printf(&path, "%s/index.db", dir);
+	if (!err)
+		err = cache_db_open(cache, hubfs_buf_str(&path));
+	if (err)
+		goto out;
+	*out = cache;
+	cache = NULL;
+out:
+	cache_free(cache);
+	hubfs_buf_free(&path);
+	return err;
+}
+
+void hubfs_cache_close(struct hubfs_cache *cache)
+{
+	if (!cache)
+		return;
+	cache_touch_flush(cache);
+	hubfs_mutex_lock(&cache->obj_lock);
+	assert(cache->objs.len == 0 && "objects still open");
+	hubfs_mutex_unlock(&cache->obj_lock);
+	cache_free(cache);
+}
+
+/* --- objects ----------------------------------------------------------- */
+
+int cache_file_lock(int *out, struct hubfs_cache *cache, const char *rel,
+		    int flags, int op)
+{
+	struct stat fst, pst;
+	int fd, err;
+
+	fd = openat(cache->data_fd, rel, flags | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		err = -errno;
+		hubfs_err_set("cache: open %s: %s", rel, strerror(errno));
+		return err;
+	}
+	while (flock(fd, op) < 0) {
+		if (errno == EINTR)
+			continue;
+		err = -errno;
+		if (err != -EWOULDBLOCK)
+			hubfs_err_set("cache: flock %s: %s", rel,
+				      strerror(errno));
+		goto out_close;
+	}
+	if (fstat(fd, &fst) < 0 ||
+	    fstatat(cache->data_fd, rel, &pst, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fst.st_ino != pst.st_ino || fst.st_dev != pst.st_dev) {
+		err = -ESTALE;
+		goto out_close;
+	}
+	*out = fd;
+	return 0;
+out_close:
+	close(fd);
+	return err;
+}
+
+static void ent_free(struct cache_ent *ent)
+{
+	if (!ent)
+		return;
+	if (ent->fd >= 0)
+		close(ent->fd);
+	hubfs_mutex_destroy(&ent->lock);
+	hubfs_free(ent->bits);
+	hubfs_free(ent);
+}
+
+static struct cache_ent *ent_new(const char *key, uint64_t size)
+{
+	struct cache_ent *ent = hubfs_calloc(1, sizeof(*ent));
+	uint64_t words;
+
+	if (!ent)
+		return NULL;
+	memcpy(ent->key, key, strlen(key) + 1);
+	ent->size = size;
+	ent->nblocks = size / HUBFS_CACHE_BLOCK_SIZE +
+		       (size % HUBFS_CACHE_BLOCK_SIZE != 0);
+	ent->fd = -1;
+	ent->state = ENT_INIT;
+	ent->refs = 1;
+	(void)hubfs_mutex_init(&ent->lock); /* cannot fail: see cache_new() */
+	words = (ent->nblocks + 63) / 64;
+	if (words) {
+		/* Large sizes cost address space, not memory: calloc maps
+		 * fresh zero pages, and only touched words are backed. */
+		ent->bits = hubfs_calloc(words, sizeof(*ent->bits));
+		if (!ent->bits) {
+			ent_free(ent);
+			return NULL;
+		}
+	}
+	return ent;
+}
+
+/* Open and pin the data file of @ent, creating it if needed. */
+static int ent_open_file(struct hubfs_cache *cache, struct cache_ent *ent)
+{
+	char rel[CACHE_REL_MAX];
+	int err = -ESTALE;
+
+	cache_rel_path(rel, ent->key);
+	rel[2] = '\0';
+	if (mkdirat(cache->data_fd, rel, 0700) < 0 && errno != EEXIST) {
+		hubfs_err_set("cache: mkdir data/%s: %s", rel, strerror(errno));
+		return -errno;
+	}
+	rel[2] = '/';
+	for (int i = 0; i < OPEN_TRIES && err == -ESTALE; i++)
+		err = cache_file_lock(&ent->fd, cache, rel, O_RDWR | O_CREAT,
+				      LOCK_SH);
+	if (err == -ESTALE)
+		hubfs_err_set("cache: data/%s keeps being removed", rel);
+	return err;
+}
+
+/*
+ * Make sure the objects row of @ent exists with @ent's size.  A row with
+ * another size describes other bytes (a key names one content, so one
+ * size): its blocks are deleted and the row starts over.
+ */
+static int ent_sync_row(struct hubfs_cache *cache, struct cache_ent *ent)
+{
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	sqlite3_stmt *st;
+	int ret;
+
+	hubfs_mutex_lock(&c->lock);
+	/* The first look is outside a transaction: usually the row is
+	 * right.  The second, inside one, decides what to fix. */
+	for (int pass = 0; pass < 2; pass++) {
+		ret = pass ? cache_begin(c) : 0;
+		if (!ret)
+			ret = cache_stmt_text(&st, c, STMT_OBJ_GET, ent->key,
+					      NULL);
+		if (!ret) {
+			ret = cache_step(c, st);
+		}
+		if (ret == 1) {
+			/* 1: right; 0: the size differs, fix it. */
+			ret = (uint64_t)sqlite3_column_int64(st, 0) ==
+			      ent->size;
+			sqlite3_reset(st);
+		}
+		if (ret)
+			break;
+	}
+	if (ret == 0)
+		ret = cache_exec_key(c, STMT_BLOCKS_DEL_OBJ, ent->key);
+	if (ret == 0)
+		ret = cache_stmt_text(&st, c, STMT_OBJ_PUT, ent->key, NULL);
+	if (ret == 0) {
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)ent->size);
+		ret = cache_exec(c, st);
+	}
+	if (ret == 1)
+		ret = 0;
+	if (!sqlite3_get_autocommit(c->db))
+		ret = cache_end(c, ret);
+	cache_conn_unlock(cache, c);
+	return ret;
+}
+
+/*
+ * After the last close of @ent here: if no process holds the object and
+ * it has no block left, delete its data file and objects row.  Empty
+ * objects keep theirs (the file is empty, and the verified flag is then
+ * all the cache knows).  Best effort: a failure leaves a file for a
+ * later close to sweep.
+ */
+static void ent_sweep(struct hubfs_cache *cache, const struct cache_ent *ent)
+{
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	char rel[CACHE_REL_MAX];
+	bool gone;
+	int fd;
+
+	if (ent->size == 0)
+		return;
+	cache_rel_path(rel, ent->key);
+	if (cache_file_lock(&fd, cache, rel, O_RDONLY, LOCK_EX | LOCK_NB))
+		return;
+	hubfs_mutex_lock(&c->lock);
+	gone = cache_has_blocks(c, ent->key) == 0 &&
+	       cache_exec_key(c, STMT_OBJ_DEL, ent->key) == 0;
+	cache_conn_unlock(cache, c);
+	/* Still under LOCK_EX: nobody can be writing the file. */
+	if (gone)
+		unlinkat(cache->data_fd, rel, 0);
+	close(fd);
+}
+
+/*
+ * Drop one reference to @ent.  The last one takes a READY ent out of the
+ * map (a FAILED one is already out), unpins it and sweeps it.
+ */
+static void ent_put(struct hubfs_cache *cache, struct cache_ent *ent)
+{
+	bool last, ready;
+
+	hubfs_mutex_lock(&cache->obj_lock);
+	last = --ent->refs == 0;
+	ready = ent->state == ENT_READY;
+	if (last && ready)
+		cache_map_del(&cache->objs, ent->key);
+	hubfs_mutex_unlock(&cache->obj_lock);
+	if (!last)
+		return;
+	if (ready) {
+		close(ent->fd); /* drops the pin */
+		ent->fd = -1;
+		ent_sweep(cache, ent);
+	}
+	ent_free(ent);
+}
+
+/* Find or set up the shared state of @key; takes one reference. */
+static int ent_get(struct cache_ent **out, struct hubfs_cache *cache,
+		   const char *key, uint64_t size)
+{
+	struct cache_ent *ent;
+	int err = 0;
+
+	hubfs_mutex_lock(&cache->obj_lock);
+	ent = cache_map_get(&cache->objs, key);
+	if (ent) {
+		ent->refs++;
+		while (ent->state == ENT_INIT)
+			pthread_cond_wait(&cache->obj_cond,
+					  &cache->obj_lock.mutex);
+		if (ent->state == ENT_FAILED) {
+			err = ent->err;
+			hubfs_err_set("cache: opening %s failed in another "
+				      "thread",
+				      key);
+		} else if (ent->size != size) {
+			err = -EINVAL;
+			hubfs_err_set("cache: %s is open with size %llu, not "
+				      "%llu",
+				      key, (unsigned long long)ent->size,
+				      (unsigned long long)size);
+		}
+		hubfs_mutex_unlock(&cache->obj_lock);
+		goto out;
+	}
+	ent = ent_new(key, size);
+	if (!ent || cache_map_put(&cache->objs, ent->key, ent)) {
+		hubfs_mutex_unlock(&cache->obj_lock);
+		ent_free(ent);
+		return -ENOMEM;
+	}
+	hubfs_mutex_unlock(&cache->obj_lock);
+
+	err = ent_open_file(cache, ent);
+	if (!err)
+		err = ent_sync_row(cache, ent);
+
+	hubfs_mutex_lock(&cache->obj_lock);
+	ent->state = err ? ENT_FAILED : ENT_READY;
+	ent->err = err;
+	if (err)
+		cache_map_del(&cache->objs, ent->key);
+	pthread_cond_broadcast(&cache->obj_cond);
+	hubfs_mutex_unlock(&cache->obj_lock);
+out:
+	/* A failed open gives its reference back; while it waited, every
+	 * other holder may have closed, making it the last. */
+	if (err)
+		ent_put(cache, ent);
+	else
+		*out = ent;
+	return err;
+}
+
+int hubfs_cache_obj_open(struct hubfs_cache_obj **out,
+			 struct hubfs_cache *cache, const char *key,
+			 uint64_t size)
+{
+	struct hubfs_cache_obj *obj;
+	int err;
+
+	if (!cache_key_ok(key)) {
+		hubfs_err_set("cache: bad content key \"%.80s\"",
+			      key ? key : "(null)");
+		return -EINVAL;
+	}
+	if (size > HUBFS_SIZE_MAX) {
+		hubfs_err_set("cache: %s: size %llu too large", key,
+			      (unsigned long long)size);
+		return -EINVAL;
+	}
+	obj = hubfs_malloc(sizeof(*obj));
+	if (!obj)
+		return -ENOMEM;
+	err = ent_get(&obj->ent, cache, key, size);
+	if (err) {
+		hubfs_free(obj);
+		return err;
+	}
+	obj->cache = cache;
+	*out = obj;
+	return 0;
+}
+
+void hubfs_cache_obj_close(struct hubfs_cache_obj *obj)
+{
+	if (!obj)
+		return;
+	ent_put(obj->cache, obj->ent);
+	hubfs_free(obj);
+}
+
+uint64_t hubfs_cache_obj_nblocks(const struct hubfs_cache_obj *obj)
+{
+	return obj->ent->nblocks;
+}
+
+int hubfs_cache_obj_fd(const struct hubfs_cache_obj *obj)
+{
+	return obj->ent->fd;
+}
+
+/* --- blocks ------------------------------------------------------------ */
+
+static bool bit_test(const struct cache_ent *ent, uint64_t idx)
+{
+	uint64_t word = atomic_load_explicit(&ent->bits[idx / 64],
+					     memory_order_acquire);
+
+	return (word >> (idx % 64)) & 1;
+}
+
+static uint64_t ent_gen(struct cache_ent *ent)
+{
+	uint64_t gen;
+
+	hubfs_mutex_lock(&ent->lock);
+	gen = ent->gen;
+	hubfs_mutex_unlock(&ent->lock);
+	return gen;
+}
+
+/* Set the bit of @idx unless a drop() happened since @gen was read. */
+static bool bit_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen)
+{
+	bool same;
+
+	hubfs_mutex_lock(&ent->lock);
+	same = ent->gen == gen;
+	if (same)
+		atomic_fetch_or_explicit(&ent->bits[idx / 64],
+					 1ull << (idx % 64),
+					 memory_order_release);
+	hubfs_mutex_unlock(&ent->lock);
+	return same;
+}
+
+/* The row of block @idx: 1 (and *@len, *@crc), 0 if none, or -errno. */
+static int block_row(struct hubfs_cache *cache, const struct cache_ent *ent,
+		     uint64_t idx, uint64_t *len, uint32_t *crc)
+{
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	sqlite3_stmt *st;
+	int ret;
+
+	hubfs_mutex_lock(&c->lock);
+	ret = cache_stmt_text(&st, c, STMT_BLOCK_GET, ent->key, NULL);
+	if (!ret) {
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)idx);
+		ret = cache_step(c, st);
+	}
+	if (ret == 1) {
+		*len = (uint64_t)sqlite3_column_int64(st, 0);
+		*crc = (uint32_t)sqlite3_column_int64(st, 1);
+		sqlite3_reset(st);
+	}
+	cache_conn_unlock(cache, c);
+	return ret;
+}
+
+/* Whether block @idx's bytes match @len and @crc: 1, 0, or -errno for a
+ * failed read (the block may be fine; the disk is not). */
+static int block_check(const struct cache_ent *ent, uint64_t idx, uint64_t len,
+		       uint32_t crc)
+{
+	uint64_t off = idx * HUBFS_CACHE_BLOCK_SIZE, done = 0;
+	uint32_t sum = 0;
+	char *buf;
+	int ret = 1;
+
+	if (len != block_len(ent, idx))
+		return 0;
+	buf = hubfs_malloc(CHECK_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	while (done < len && ret == 1) {
+		size_t want = len - done < CHECK_CHUNK ? len - done :
+							 CHECK_CHUNK;
+		ssize_t n = read_full(ent->fd, buf, want, off + done);
+
+		if (n < 0)
+			ret = (int)n;
+		else if ((size_t)n < want)
+			ret = 0; /* the file is short */
+		else
+			sum = hubfs_crc32c(sum, buf, want);
+		done += want;
+	}
+	hubfs_free(buf);
+	return ret == 1 ? sum == crc : ret;
+}
+
+/* Forget a damaged block: delete its row if it is still the row that
+ * was checked, and clear the object's verified flag. */
+static void block_forget(struct hubfs_cache *cache, const struct cache_ent *ent,
+			 uint64_t idx, uint64_t len, uint32_t crc)
+{
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	sqlite3_stmt *st;
+	int err;
+
+	hubfs_mutex_lock(&c->lock);
+	err = cache_begin(c);
+	if (!err)
+		err = cache_stmt_text(&st, c, STMT_BLOCK_DEL_IF, ent->key,
+				      NULL);
+	if (!err) {
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)idx);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
+		sqlite3_bind_int64(st, 4, crc);
+		err = cache_exec(c, st);
+	}
+	if (!err)
+		err = cache_exec_key(c, STMT_OBJ_UNVERIFY, ent->key);
+	/* A failure leaves the row: the caller fetches the block again
+	 * anyway, and its commit replaces the row. */
+	cache_end(c, err);
+	cache_conn_unlock(cache, c);
+	atomic_fetch_add(&cache->corrupt, 1);
+}
+
+int hubfs_cache_block_present(struct hubfs_cache_obj *obj, uint64_t idx)
+{
+	struct hubfs_cache *cache = obj->cache;
+	struct cache_ent *ent = obj->ent;
+	uint64_t len = 0, gen;
+	uint32_t crc = 0;
+	int ret;
+
+	if (idx >= ent->nblocks)
+		return bad_index(ent, idx);
+	if (bit_test(ent, idx)) {
+		atomic_fetch_add(&cache->hits, 1);
+		return 1;
+	}
+	gen = ent_gen(ent);
+	ret = block_row(cache, ent, idx, &len, &crc);
+	if (ret == 1) {
+		ret = block_check(ent, idx, len, crc);
+		if (ret == 0)
+			block_forget(cache, ent, idx, len, crc);
+		else if (ret == 1 && !bit_set_since(ent, idx, gen))
+			ret = 0; /* dropped while checking */
+	}
+	if (ret >= 0)
+		atomic_fetch_add(ret ? &cache->hits : &cache->misses, 1);
+	return ret;
+}
+
+ssize_t hubfs_cache_obj_pread(struct hubfs_cache_obj *obj, void *buf,
+			      size_t len, uint64_t off)
+{
+	const struct cache_ent *ent = obj->ent;
+	ssize_t n;
+
+	if (off >= ent->size)
+		return 0;
+	if (len > ent->size - off)
+		len = (size_t)(ent->size - off);
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	n = read_full(ent->fd, buf, len, off);
+	if (n >= 0 && (size_t)n < len) {
+		/* Confirmed blocks are all there; a short file is damage
+		 * done behind the cache's back. */
+		hubfs_err_set("cache: %s: data file ends at %llu", ent->key,
+			      (unsigned long long)(off + (uint64_t)n));
+		return -EIO;
+	}
+	return n;
+}
+
+int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
+			   size_t len, uint64_t off)
+{
+	const struct cache_ent *ent = obj->ent;
+	size_t done = 0;
+
+	if (off > ent->size || len > ent->size - off) {
+		hubfs_err_set("cache: %s: write of %zu bytes at %llu past "
+			      "size %llu",
+			      ent->key, len, (unsigned long long)off,
+			      (unsigned long long)ent->size);
+		return -EINVAL;
+	}
+	while (done < len) {
+		ssize_t n = pwrite(ent->fd, (const char *)buf + done,
+				   len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			hubfs_err_set("cache: %s: write: %s", ent->key,
+				      strerror(errno));
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
+			     uint32_t crc)
+{
+	struct cache_evict ev = CACHE_EVICT_INIT;
+	struct hubfs_cache *cache = obj->cache;
+	const struct cache_ent *ent = obj->ent;
+	uint64_t used, blocks;
+	struct cache_conn *c;
+	sqlite3_stmt *st;
+	int err;
+
+	if (idx >= ent->nblocks)
+		return bad_index(ent, idx);
+	c = &cache->conn[CONN_BLOCKS];
+	hubfs_mutex_lock(&c->lock);
+	err = cache_begin(c);
+	if (!err)
+		err = cache_stmt_text(&st, c, STMT_BLOCK_PUT, ent->key, NULL);
+	if (!err) {
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)idx);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)block_len(ent, idx));
+		sqlite3_bind_int64(st, 4, crc);
+		sqlite3_bind_int64(st, 5, cache_now_ms());
+		err = cache_exec(c, st);
+	}
+	/* The limit holds after every transaction, whoever reserved: a
+	 * commit that would pass it evicts in the same transaction, and
+	 * fails if it cannot. */
+	if (!err)
+		err = cache_usage(c, &used, &blocks);
+	if (!err && used > cache->max_bytes)
+		err = cache_evict_txn(cache, c, used - cache->max_bytes, &ev);
+	err = cache_end(c, err);
+	cache_conn_unlock(cache, c);
+	cache_evict_finish(cache, &ev, err == 0);
+	return err;
+}
+
+/* --- LRU touches ------------------------------------------------------- */
+
+void hubfs_cache_block_touch(struct hubfs_cache_obj *obj, uint64_t idx)
+{
+	struct hubfs_cache *cache = obj->cache;
+	const struct cache_ent *ent = obj->ent;
+	int64_t now = cache_now_ms(), mono = clock_ms(CLOCK_MONOTONIC);
+	struct cache_touch *t;
+	bool flush;
+
+	hubfs_mutex_lock(&cache->touch_lock);
+	t = cache->ntouches ? &cache->touches[cache->ntouches - 1] : NULL;
+	if (!t || t->idx != idx || strcmp(t->key, ent->key) != 0) {
+		if (!cache->touches)
+			cache->touches = hubfs_malloc(TOUCH_BATCH *
+						      sizeof(*cache->touches));
+		t = NULL;
+		if (cache->touches && cache->ntouches < TOUCH_BATCH) {
+			t = &cache->touches[cache->ntouches++];
+			memcpy(t->key, ent->key, sizeof(t->key));
+			t->idx = idx;
+		}
+	}
+	if (t)
+		t->atime = now;
+	if (cache->ntouches && !cache->touch_due)
+		cache->touch_due = mono + TOUCH_INTERVAL_MS;
+	flush = cache->ntouches >= TOUCH_BATCH ||
+		(cache->touch_due && mono >= cache->touch_due);
+	hubfs_mutex_unlock(&cache->touch_lock);
+	if (flush)
+		cache_touch_flush(cache);
+}
+
+void cache_touch_flush(struct hubfs_cache *cache)
+{
+	struct cache_touch *touches;
+	struct cache_conn *c;
+	size_t n;
+	int err;
+
+	hubfs_mutex_lock(&cache->touch_lock);
+	touches = cache->touches;
+	n = cache->ntouches;
+	cache->touches = NULL;
+	cache->ntouches = 0;
+	cache->touch_due = 0;
+	hubfs_mutex_unlock(&cache->touch_lock);
+	if (!n)
+		goto out;
+	c = &cache->conn[CONN_BLOCKS];
+	hubfs_mutex_lock(&c->lock);
+	err = cache_begin(c);
+	for (size_t i = 0; i < n && !err; i++) {
+		sqlite3_stmt *st;
+
+		err = cache_stmt_text(&st, c, STMT_BLOCK_TOUCH, touches[i].key,
+				      NULL);
+		if (err)
+			break;
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)touches[i].idx);
+		sqlite3_bind_int64(st, 3, touches[i].atime);
+		err = cache_exec(c, st);
+	}
+	/* Touches are hints: a failed batch is dropped. */
+	cache_end(c, err);
+	cache_conn_unlock(cache, c);
+out:
+	hubfs_free(touches);
+}
+
+/* --- whole objects ----------------------------------------------------- */
+
+int hubfs_cache_obj_verified(struct hubfs_cache_obj *obj)
+{
+	struct hubfs_cache *cache = obj->cache;
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	sqlite3_stmt *st;
+	int ret;
+
+	hubfs_mutex_lock(&c->lock);
+	ret = cache_stmt_text(&st, c, STMT_OBJ_GET, obj->ent->key, NULL);
+	if (!ret) {
+		ret = cache_step(c, st);
+	}
+	if (ret == 1) {
+		ret = sqlite3_column_int(st, 1) != 0;
+		sqlite3_reset(st);
+	}
+	cache_conn_unlock(cache, c);
+	return ret;
+}
+
+int hubfs_cache_obj_set_verified(struct hubfs_cache_obj *obj)
+{
+	struct hubfs_cache *cache = obj->cache;
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	sqlite3_stmt *st;
+	int err;
+
+	hubfs_mutex_lock(&c->lock);
+	err = cache_stmt_text(&st, c, STMT_OBJ_SET_VERIFIED, obj->ent->key,
+			      NULL);
+	if (!err) {
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)obj->ent->size);
+		err = cache_exec(c, st);
+	}
+	cache_conn_unlock(cache, c);
+	return err;
+}
+
+int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj)
+{
+	struct hubfs_cache *cache = obj->cache;
+	struct cache_ent *ent = obj->ent;
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	int err;
+
+	hubfs_mutex_lock(&c->lock);
+	err = cache_begin(c);
+	if (!err)
+		err = cache_exec_key(c, STMT_BLOCKS_DEL_OBJ, ent->key);
+	if (!err)
+		err = cache_exec_key(c, STMT_OBJ_UNVERIFY, ent->key);
+	err = cache_end(c, err);
+	cache_conn_unlock(cache, c);
+	if (err)
+		return err;
+	/* The bytes stay until the blocks are fetched again over them, or
+	 * the last close sweeps the file: other processes may be reading
+	 * them.  Rows first, bits second: see "The bitmap" above. */
+	hubfs_mutex_lock(&ent->lock);
+	ent->gen++;
+	for (uint64_t w = 0; w < (ent->nblocks + 63) / 64; w++)
+		atomic_store_explicit(&ent->bits[w], 0, memory_order_relaxed);
+	hubfs_mutex_unlock(&ent->lock);
+	return 0;
+}
+
+/* --- stats ------------------------------------------------------------- */
+
+void hubfs_cache_get_stats(struct hubfs_cache *cache,
+			   struct hubfs_cache_stats *out)
+{
+	struct cache_conn *c;
+	uint64_t bytes = 0, blocks = 0;
+
+	c = &cache->conn[CONN_BLOCKS];
+	hubfs_mutex_lock(&c->lock);
+	if (cache_usage(c, &bytes, &blocks)) {
+		bytes = 0;
+		blocks = 0;
+	}
+	cache_conn_unlock(cache, c);
+	memset(out, 0, sizeof(*out));
+	out->used_bytes = bytes;
+	out->blocks = blocks;
+	out->max_bytes = cache->max_bytes;
+	out->hits = atomic_load(&cache->hits);
+	out->misses = atomic_load(&cache->misses);
+	out->evicted = atomic_load(&cache->evicted);
+	out->corrupt = atomic_load(&cache->corrupt);
+}

@@ -1,0 +1,1493 @@
+/*
+ * Unit tests for src/cache: blocks, objects, eviction, pinning across
+ * handles and processes, the metadata index, CRC-32C.
+ *
+ * Blocks are HUBFS_CACHE_BLOCK_SIZE (1 MiB), so limits below are counted
+ * in blocks (BS).  Rows are inspected with a separate SQLite connection,
+ * as another process would see them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "hubfs/cache.h"
+#include "hubfs/mem.h"
+#include "../../src/cache/cache_int.h"
+
+#define BS ((uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+#define REPO "https://huggingface.co models/org/name"
+#define COMMIT_A "0123456789abcdef0123456789abcdef01234567"
+#define COMMIT_B "89abcdef0123456789abcdef0123456789abcdef"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* A 64-digit key for @n, spread over the data/AB directories. */
+static void make_key(char key[65], unsigned n)
+{
+	snprintf(key, 65, "%08x%056x", n * 2654435761u, n);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = ms * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The content of byte @off of the object with seed @seed. */
+static unsigned char pattern(unsigned seed, uint64_t off)
+{
+	return (unsigned char)(off * 131 + seed * 7 + (off >> 12));
+}
+
+static void fill(unsigned char *buf, size_t len, unsigned seed, uint64_t off)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = pattern(seed, off + i);
+}
+
+static uint64_t blen(uint64_t size, uint64_t idx)
+{
+	return size - idx * BS < BS ? size - idx * BS : BS;
+}
+
+/* Write and commit block @idx of @obj (size @size) with seed @seed. */
+static int put_block(struct hubfs_cache_obj *obj, uint64_t size, uint64_t idx,
+		     unsigned seed)
+{
+	uint64_t len = blen(size, idx);
+	unsigned char *buf = malloc(len);
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	fill(buf, len, seed, idx * BS);
+	err = hubfs_cache_obj_pwrite(obj, buf, len, idx * BS);
+	if (!err)
+		err = hubfs_cache_block_commit(obj, idx,
+					       hubfs_crc32c(0, buf, len));
+	free(buf);
+	return err;
+}
+
+/* Write, commit and close every block of a new object @key. */
+static int put_object(struct hubfs_cache *cache, const char *key, uint64_t size,
+		      unsigned seed)
+{
+	struct hubfs_cache_obj *obj;
+	int err = hubfs_cache_obj_open(&obj, cache, key, size);
+
+	for (uint64_t i = 0; !err && i * BS < size; i++)
+		err = put_block(obj, size, i, seed);
+	hubfs_cache_obj_close(obj);
+	return err;
+}
+
+/* Whether [off, off + len) of @obj holds the pattern: 0, or -1. */
+static int check_range(struct hubfs_cache_obj *obj, uint64_t off, size_t len,
+		       unsigned seed)
+{
+	unsigned char *buf = malloc(len ? len : 1);
+	ssize_t n = hubfs_cache_obj_pread(obj, buf, len, off);
+	int ret = n == (ssize_t)len ? 0 : -1;
+
+	for (size_t i = 0; ret == 0 && i < len; i++)
+		if (buf[i] != pattern(seed, off + i))
+			ret = -1;
+	free(buf);
+	return ret;
+}
+
+/* The first column of the first row of @sql on @dir's index, or -1. */
+static long long db_value(const char *dir, const char *sql)
+{
+	char path[512];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long long v = -1;
+
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+out:
+	sqlite3_close(db);
+	return v;
+}
+
+/* Run @sql on @dir's index behind the cache's back: 0 or -1. */
+static int db_exec(const char *dir, const char *sql)
+{
+	char path[512];
+	sqlite3 *db;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	if (sqlite3_open(path, &db) != SQLITE_OK) {
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static long long rows_of(const char *dir, const char *key)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM blocks WHERE key = '%s'", key);
+	return db_value(dir, sql);
+}
+
+static long long atime_of(const char *dir, const char *key, uint64_t idx)
+{
+	char sql[200];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT atime FROM blocks WHERE key = '%s' AND idx = %llu",
+		 key, (unsigned long long)idx);
+	return db_value(dir, sql);
+}
+
+static void data_path(char *out, size_t n, const char *dir, const char *key)
+{
+	snprintf(out, n, "%s/data/%.2s/%s", dir, key, key);
+}
+
+static bool file_exists(const char *dir, const char *key)
+{
+	char path[512];
+
+	data_path(path, sizeof(path), dir, key);
+	return access(path, F_OK) == 0;
+}
+
+/* Overwrite @len bytes at @off of @key's data file behind the cache. */
+static int scribble(const char *dir, const char *key, uint64_t off, size_t len)
+{
+	char path[512];
+	unsigned char junk[64];
+	int fd, ok;
+
+	memset(junk, 0x5a, sizeof(junk));
+	data_path(path, sizeof(path), dir, key);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ok = pwrite(fd, junk, len, (off_t)off) == (ssize_t)len;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static uint64_t used_bytes(struct hubfs_cache *cache)
+{
+	struct hubfs_cache_stats st;
+
+	hubfs_cache_get_stats(cache, &st);
+	return st.used_bytes;
+}
+
+/* ---- open, persistence, blocks ------------------------------------------- */
+
+static void test_cache__open_close_reopen(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache = NULL;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char key[65], commit[41];
+	int64_t t = 0;
+
+	make_key(key, 1);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	CHECK_INT(put_object(cache, key, 2 * BS + 10, 1), 0);
+	CHECK_INT(hubfs_cache_ref_set(cache, REPO, "main", COMMIT_A, 1700), 0);
+	hubfs_cache_close(cache);
+
+	CHECK_INT(db_value(dir, "PRAGMA user_version"), CACHE_SCHEMA_VERSION);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.used_bytes, 2 * BS + 10);
+	CHECK_UINT(st.blocks, 3);
+	CHECK_UINT(st.max_bytes, 8 * BS);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS + 10), 0);
+	for (uint64_t i = 0; i < 3; i++)
+		CHECK_INT(hubfs_cache_block_present(obj, i), 1);
+	CHECK_INT(check_range(obj, 0, 2 * BS + 10, 1), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_ref_get(cache, REPO, "main", commit, &t), 0);
+	CHECK_STR(commit, COMMIT_A);
+	CHECK_INT(t, 1700);
+	hubfs_cache_close(cache);
+	hubfs_cache_close(NULL);
+}
+
+static void test_cache__open_bad_dir(void)
+{
+	struct hubfs_cache *cache = (struct hubfs_cache *)1;
+
+	check_file("f", "x", 1, 0600);
+	CHECK_INT(hubfs_cache_open(&cache, check_path("f"), BS), -ENOTDIR);
+	CHECK(cache == (struct hubfs_cache *)1);
+	CHECK_INT(hubfs_cache_open(&cache, check_path("no/such"), BS), -ENOENT);
+}
+
+static void test_cache__write_read_blocks(void)
+{
+	const char *dir = check_path("c");
+	uint64_t size = 3 * BS + BS / 2;
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char key[65], byte;
+
+	make_key(key, 2);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 16 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
+	CHECK_UINT(hubfs_cache_obj_nblocks(obj), 4);
+	CHECK(hubfs_cache_obj_fd(obj) >= 0);
+	for (uint64_t i = 0; i < 4; i++)
+		CHECK_INT(hubfs_cache_block_present(obj, i), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		CHECK_INT(put_block(obj, size, i, 2), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		CHECK_INT(hubfs_cache_block_present(obj, i), 1);
+	CHECK_INT(check_range(obj, 0, size, 2), 0);
+	CHECK_INT(check_range(obj, BS - 7, 100, 2), 0); /* across blocks */
+	/* Reads stop at the end of the object. */
+	CHECK_INT(hubfs_cache_obj_pread(obj, &byte, 1, size), 0);
+	{
+		unsigned char tail[64];
+
+		CHECK_INT(hubfs_cache_obj_pread(obj, tail, sizeof(tail),
+						size - 10),
+			  10);
+		CHECK_INT(tail[9], pattern(2, size - 1));
+	}
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.misses, 4);
+	CHECK_UINT(st.hits, 4);
+	CHECK_UINT(st.used_bytes, size);
+	CHECK_UINT(st.blocks, 4);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__last_block_short(void)
+{
+	const char *dir = check_path("c");
+	uint64_t size = BS + 100;
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	char key[65];
+
+	make_key(key, 3);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
+	CHECK_UINT(hubfs_cache_obj_nblocks(obj), 2);
+	CHECK_INT(put_block(obj, size, 1, 3), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 1);
+	CHECK_INT(check_range(obj, BS, 100, 3), 0);
+	CHECK_UINT(used_bytes(cache), 100);
+	CHECK_INT(db_value(dir, "SELECT len FROM blocks"), 100);
+	CHECK_INT(hubfs_cache_block_present(obj, 2), -EINVAL);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__size_zero(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	char key[65], byte;
+
+	make_key(key, 4);
+	CHECK_INT(hubfs_cache_open(&cache, dir, BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 0), 0);
+	CHECK_UINT(hubfs_cache_obj_nblocks(obj), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), -EINVAL);
+	CHECK_INT(hubfs_cache_block_commit(obj, 0, 0), -EINVAL);
+	CHECK_INT(hubfs_cache_obj_pread(obj, &byte, 1, 0), 0);
+	CHECK_INT(hubfs_cache_obj_pwrite(obj, "", 0, 0), 0);
+	CHECK_INT(hubfs_cache_obj_pwrite(obj, "x", 1, 0), -EINVAL);
+	CHECK_INT(hubfs_cache_reserve(cache, 0), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 0);
+	CHECK_INT(hubfs_cache_obj_set_verified(obj), 0);
+	CHECK_INT(hubfs_cache_obj_drop(obj), 0);
+	CHECK_INT(hubfs_cache_obj_set_verified(obj), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 0), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 1);
+	hubfs_cache_obj_close(obj);
+	CHECK_UINT(used_bytes(cache), 0);
+	hubfs_cache_close(cache);
+}
+
+/* ---- damage -------------------------------------------------------------- */
+
+/* Two committed blocks of @key in a new cache at @dir, object closed. */
+static int two_blocks(struct hubfs_cache **cache, const char *dir,
+		      const char *key)
+{
+	struct hubfs_cache_obj *obj;
+	int err = hubfs_cache_open(cache, dir, 8 * BS);
+
+	if (err)
+		return err;
+	err = put_object(*cache, key, 2 * BS, 5);
+	if (!err)
+		err = hubfs_cache_obj_open(&obj, *cache, key, 2 * BS);
+	if (!err) {
+		err = hubfs_cache_obj_set_verified(obj);
+		hubfs_cache_obj_close(obj);
+	}
+	return err;
+}
+
+/* After the damage: block 0 fine, block 1 gone, counted, unverified. */
+static void expect_block1_damaged(struct hubfs_cache *cache, const char *dir,
+				  const char *key)
+{
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 1);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 0);
+	CHECK_INT(rows_of(dir, key), 1);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.corrupt, 1);
+	CHECK_UINT(st.used_bytes, BS);
+	/* Fetched again, it is served again. */
+	CHECK_INT(put_block(obj, 2 * BS, 1, 5), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 1);
+	CHECK_INT(check_range(obj, 0, 2 * BS, 5), 0);
+	hubfs_cache_obj_close(obj);
+}
+
+static void test_cache__corrupt_overwritten(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	char key[65];
+
+	make_key(key, 5);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(scribble(dir, key, BS + 1000, 3), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	hubfs_cache_obj_close(obj);
+	expect_block1_damaged(cache, dir, key);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__corrupt_truncated(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	char key[65], path[512];
+
+	make_key(key, 6);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	data_path(path, sizeof(path), dir, key);
+	CHECK_INT(truncate(path, (off_t)(BS + BS / 2)), 0);
+	expect_block1_damaged(cache, dir, key);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__corrupt_deleted(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char key[65], path[512];
+
+	make_key(key, 7);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	data_path(path, sizeof(path), dir, key);
+	CHECK_INT(unlink(path), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 0);
+	CHECK_INT(rows_of(dir, key), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.corrupt, 2);
+	CHECK_UINT(st.used_bytes, 0);
+	hubfs_cache_obj_close(obj);
+	/* Nothing left: the close swept the new empty file. */
+	CHECK(!file_exists(dir, key));
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__wrong_crc_or_length(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	unsigned char buf[100];
+	char key[65];
+
+	make_key(key, 8);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 100), 0);
+	fill(buf, sizeof(buf), 8, 0);
+	CHECK_INT(hubfs_cache_obj_pwrite(obj, buf, sizeof(buf), 0), 0);
+	CHECK_INT(hubfs_cache_block_commit(obj, 0, hubfs_crc32c(0, buf, 99)),
+		  0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
+	CHECK_INT(rows_of(dir, key), 0);
+	CHECK_INT(hubfs_cache_block_commit(obj, 0, hubfs_crc32c(0, buf, 100)),
+		  0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+/* A block is checked once per open: later damage shows after reopen. */
+static void test_cache__checked_once_per_open(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *a, *b;
+	char key[65];
+
+	make_key(key, 9);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(hubfs_cache_obj_open(&a, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(a, 1), 1);
+	CHECK_INT(scribble(dir, key, BS, 8), 0);
+	/* A second handle shares the verified map and the descriptor. */
+	CHECK_INT(hubfs_cache_obj_open(&b, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_fd(a), hubfs_cache_obj_fd(b));
+	CHECK_INT(hubfs_cache_block_present(b, 1), 1);
+	CHECK_INT(hubfs_cache_obj_open(&b, cache, key, BS), -EINVAL);
+	hubfs_cache_obj_close(b);
+	CHECK_INT(hubfs_cache_block_present(a, 1), 1);
+	hubfs_cache_obj_close(a);
+	CHECK_INT(hubfs_cache_obj_open(&a, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(a, 1), 0);
+	hubfs_cache_obj_close(a);
+	hubfs_cache_close(cache);
+}
+
+/* ---- eviction ------------------------------------------------------------ */
+
+static void test_cache__lru_order(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char a[65], b[65], c[65];
+
+	make_key(a, 10);
+	make_key(b, 11);
+	make_key(c, 12);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(put_object(cache, a, 2 * BS, 10), 0);
+	sleep_ms(3);
+	CHECK_INT(put_object(cache, b, 2 * BS, 11), 0);
+	sleep_ms(3);
+	/* Use a: b is now the least recently used. */
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, a, 2 * BS), 0);
+	hubfs_cache_block_touch(obj, 0);
+	hubfs_cache_block_touch(obj, 1);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_reserve(cache, BS), 0);
+	CHECK_INT(rows_of(dir, a), 2);
+	CHECK_INT(rows_of(dir, b), 1); /* only as much as needed */
+	CHECK_INT(atime_of(dir, b, 0), -1); /* b's oldest block went */
+	CHECK(file_exists(dir, b));
+	CHECK_INT(hubfs_cache_reserve(cache, 2 * BS), 0);
+	CHECK_INT(rows_of(dir, b), 0);
+	CHECK(!file_exists(dir, b)); /* no block left: file deleted */
+	CHECK_INT(rows_of(dir, a), 2);
+	CHECK_INT(put_object(cache, c, 2 * BS, 12), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.evicted, 2);
+	CHECK_UINT(st.used_bytes, 4 * BS);
+	CHECK_INT(db_value(dir, "SELECT count(*) FROM objects"), 2);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__evict_punches_holes(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	char key[65], path[512];
+	struct stat before, after;
+
+	make_key(key, 13);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(put_object(cache, key, 4 * BS, 13), 0);
+	sleep_ms(3);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_set_verified(obj), 0);
+	hubfs_cache_block_touch(obj, 2);
+	hubfs_cache_block_touch(obj, 3);
+	hubfs_cache_obj_close(obj);
+	data_path(path, sizeof(path), dir, key);
+	CHECK_INT(stat(path, &before), 0);
+	CHECK_INT(hubfs_cache_reserve(cache, 2 * BS), 0);
+	CHECK_INT(stat(path, &after), 0);
+	CHECK_INT(after.st_size, before.st_size);
+	CHECK((uint64_t)(before.st_blocks - after.st_blocks) * 512 >= 2 * BS);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 2), 1);
+	CHECK_INT(hubfs_cache_block_present(obj, 3), 1);
+	CHECK_INT(check_range(obj, 2 * BS, 2 * BS, 13), 0);
+	/* Evicted blocks cost the object its verified flag. */
+	CHECK_INT(hubfs_cache_obj_verified(obj), 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+/* Rows whose key is no content key (a damaged index) are never turned
+ * into paths: eviction skips them. */
+static void test_cache__damaged_index_rows(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct stat st;
+	char key[65];
+
+	make_key(key, 14);
+	check_file("victim", "keep", 4, 0600);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 3 * BS), 0);
+	CHECK_INT(put_object(cache, key, BS, 14), 0);
+	CHECK_INT(db_exec(dir, "INSERT INTO blocks VALUES"
+			       " ('../../victim', 0, 1048576, 0, 0),"
+			       " ('0123456789abcdef0123456789abcdef"
+			       "0123456789abcdef0123456789abcdef0123', 0,"
+			       " 1048576, 0, 1)"),
+		  0);
+	CHECK_UINT(used_bytes(cache), 3 * BS);
+	CHECK_INT(hubfs_cache_reserve(cache, BS), 0);
+	CHECK_INT(rows_of(dir, key), 0);
+	CHECK_INT(hubfs_cache_reserve(cache, BS + 1), -ENOSPC);
+	CHECK_INT(db_value(dir, "SELECT count(*) FROM blocks"), 2);
+	CHECK_INT(stat(check_path("victim"), &st), 0);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__hard_limit(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_stats st;
+	char key[65];
+
+	CHECK_INT(hubfs_cache_open(&cache, dir, 3 * BS), 0);
+	for (unsigned i = 0; i < 12; i++) {
+		make_key(key, 100 + i);
+		/* Half of the commits come without a reservation. */
+		if (i % 2)
+			CHECK_INT(hubfs_cache_reserve(cache, BS), 0);
+		CHECK_INT(put_object(cache, key, BS - i, i), 0);
+		CHECK(used_bytes(cache) <= 3 * BS);
+	}
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.blocks, 3);
+	CHECK_UINT(st.evicted, 9);
+	CHECK_INT(hubfs_cache_reserve(cache, 3 * BS + 1), -ENOSPC);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__pinned_objects(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *a, *b, *c;
+	char ka[65], kb[65], kc[65];
+
+	make_key(ka, 20);
+	make_key(kb, 21);
+	make_key(kc, 22);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&a, cache, ka, BS), 0);
+	CHECK_INT(put_block(a, BS, 0, 20), 0);
+	sleep_ms(3);
+	CHECK_INT(hubfs_cache_obj_open(&b, cache, kb, BS), 0);
+	CHECK_INT(put_block(b, BS, 0, 21), 0);
+	/* Everything is in use: no room, and nothing is taken. */
+	CHECK_INT(hubfs_cache_reserve(cache, 1), -ENOSPC);
+	CHECK_INT(hubfs_cache_obj_open(&c, cache, kc, BS), 0);
+	CHECK_INT(put_block(c, BS, 0, 22), -ENOSPC);
+	CHECK_INT(rows_of(dir, kc), 0);
+	CHECK_INT(hubfs_cache_block_present(c, 0), 0);
+	CHECK_INT(hubfs_cache_block_present(a, 0), 1);
+	CHECK_INT(hubfs_cache_block_present(b, 0), 1);
+	CHECK_UINT(used_bytes(cache), 2 * BS);
+	/* b closed: b goes although a is older, a is pinned. */
+	hubfs_cache_obj_close(b);
+	CHECK_INT(put_block(c, BS, 0, 22), 0);
+	CHECK_INT(rows_of(dir, ka), 1);
+	CHECK_INT(rows_of(dir, kb), 0);
+	CHECK_INT(check_range(a, 0, BS, 20), 0);
+	CHECK_INT(check_range(c, 0, BS, 22), 0);
+	hubfs_cache_obj_close(a);
+	hubfs_cache_obj_close(c);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__two_caches_one_dir(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *c1, *c2;
+	struct hubfs_cache_obj *a1, *a2;
+	char ka[65], kb[65];
+
+	make_key(ka, 30);
+	make_key(kb, 31);
+	CHECK_INT(hubfs_cache_open(&c1, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_open(&c2, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&a1, c1, ka, 2 * BS), 0);
+	CHECK_INT(put_block(a1, 2 * BS, 0, 30), 0);
+	CHECK_INT(put_block(a1, 2 * BS, 1, 30), 0);
+	sleep_ms(3);
+	CHECK_INT(put_object(c2, kb, 2 * BS, 31), 0);
+	/* c2 sees c1's blocks... */
+	CHECK_INT(hubfs_cache_obj_open(&a2, c2, ka, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(a2, 1), 1);
+	CHECK_INT(check_range(a2, 0, 2 * BS, 30), 0);
+	hubfs_cache_obj_close(a2);
+	/* ...but cannot evict them while c1 holds the object. */
+	CHECK_INT(hubfs_cache_reserve(c2, 3 * BS), -ENOSPC);
+	CHECK_INT(hubfs_cache_reserve(c2, 2 * BS), 0);
+	CHECK_INT(rows_of(dir, kb), 0);
+	CHECK_INT(rows_of(dir, ka), 2);
+	CHECK_INT(check_range(a1, 0, 2 * BS, 30), 0);
+	hubfs_cache_obj_close(a1);
+	CHECK_INT(hubfs_cache_reserve(c2, 4 * BS), 0);
+	CHECK_INT(rows_of(dir, ka), 0);
+	CHECK_UINT(used_bytes(c1), 0);
+	hubfs_cache_close(c1);
+	hubfs_cache_close(c2);
+}
+
+/* Child side of two_processes: hold @key open until told to stop. */
+static int child_hold(const char *dir, const char *key, int ready, int done)
+{
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	int rc = 1;
+	char c = 'f';
+
+	if (hubfs_cache_open(&cache, dir, 4 * BS) != 0)
+		goto out;
+	if (hubfs_cache_obj_open(&obj, cache, key, 2 * BS) == 0) {
+		rc = hubfs_cache_block_present(obj, 0) == 1 ? 0 : 2;
+		c = 'r';
+		if (write(ready, &c, 1) != 1 || read(done, &c, 1) != 1)
+			rc |= 4;
+		if (check_range(obj, 0, 2 * BS, 40) != 0)
+			rc |= 8;
+		hubfs_cache_obj_close(obj);
+	}
+	hubfs_cache_close(cache);
+out:
+	if (c == 'f' && write(ready, &c, 1) != 1)
+		rc |= 16;
+	return rc;
+}
+
+static void test_cache__two_processes(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	int ready[2], done[2], status;
+	char ka[65], kb[65], c;
+	pid_t pid;
+
+	make_key(ka, 40);
+	make_key(kb, 41);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(put_object(cache, ka, 2 * BS, 40), 0);
+	sleep_ms(3);
+	CHECK_INT(put_object(cache, kb, 2 * BS, 41), 0);
+	CHECK_INT(pipe(ready), 0);
+	CHECK_INT(pipe(done), 0);
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0)
+		_exit(child_hold(dir, ka, ready[1], done[0]));
+	CHECK_INT(read(ready[0], &c, 1), 1);
+	CHECK_INT(c, 'r');
+	/* The child holds a (the oldest): only b can go. */
+	CHECK_INT(hubfs_cache_reserve(cache, 3 * BS), -ENOSPC);
+	CHECK_INT(hubfs_cache_reserve(cache, 2 * BS), 0);
+	CHECK_INT(rows_of(dir, ka), 2);
+	CHECK_INT(rows_of(dir, kb), 0);
+	CHECK_INT(write(done[1], "d", 1), 1);
+	CHECK_INT(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status));
+	CHECK_INT(WEXITSTATUS(status), 0);
+	/* The child is gone, and its pin with it. */
+	CHECK_INT(hubfs_cache_reserve(cache, 4 * BS), 0);
+	CHECK_INT(rows_of(dir, ka), 0);
+	for (int i = 0; i < 2; i++) {
+		close(ready[i]);
+		close(done[i]);
+	}
+	hubfs_cache_close(cache);
+}
+
+/* ---- threads ------------------------------------------------------------- */
+
+/* Run @fn on each of the @n elements of @args (@size bytes each) in its
+ * own thread and wait for all; 0 or the first pthread error. */
+static int run_threads(void *(*fn)(void *), void *args, size_t size, size_t n)
+{
+	pthread_t th[8];
+	size_t started = 0;
+	int err = 0;
+
+	while (started < n && started < 8 && !err) {
+		err = pthread_create(&th[started], NULL, fn,
+				     (char *)args + started * size);
+		started += !err;
+	}
+	while (started)
+		pthread_join(th[--started], NULL);
+	return err;
+}
+
+#define THREADS 4
+#define THREAD_BLOCKS 6
+
+struct thread_arg {
+	struct hubfs_cache *cache;
+	const char *key;
+	unsigned first;
+	int err;
+};
+
+static void *thread_main(void *p)
+{
+	struct thread_arg *t = p;
+	uint64_t size = THREAD_BLOCKS * BS - 12345;
+	struct hubfs_cache_obj *obj;
+
+	t->err = hubfs_cache_obj_open(&obj, t->cache, t->key, size);
+	for (unsigned round = 0; !t->err && round < 3; round++) {
+		for (unsigned k = 0; !t->err && k < THREAD_BLOCKS; k++) {
+			uint64_t i = (t->first + k) % THREAD_BLOCKS;
+			int ret = hubfs_cache_block_present(obj, i);
+
+			if (ret == 0)
+				t->err = put_block(obj, size, i, 50);
+			else if (ret < 0)
+				t->err = ret;
+			if (!t->err && hubfs_cache_block_present(obj, i) != 1)
+				t->err = -EIO;
+			if (!t->err &&
+			    check_range(obj, i * BS, blen(size, i), 50))
+				t->err = -EBADMSG;
+			hubfs_cache_block_touch(obj, i);
+		}
+	}
+	hubfs_cache_obj_close(obj);
+	return NULL;
+}
+
+static void test_cache__threads_same_object(void)
+{
+	const char *dir = check_path("c");
+	struct thread_arg args[THREADS];
+	struct hubfs_cache *cache;
+	struct hubfs_cache_stats st;
+	char key[65];
+
+	make_key(key, 50);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 64 * BS), 0);
+	for (int i = 0; i < THREADS; i++)
+		args[i] = (struct thread_arg){ cache, key, (unsigned)i * 2, 0 };
+	CHECK_INT(run_threads(thread_main, args, sizeof(args[0]), THREADS), 0);
+	for (int i = 0; i < THREADS; i++)
+		CHECK_INT(args[i].err, 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.blocks, THREAD_BLOCKS);
+	CHECK_UINT(st.used_bytes, THREAD_BLOCKS * BS - 12345);
+	CHECK_UINT(st.corrupt, 0);
+	CHECK_INT(db_value(dir, "SELECT count(*) FROM objects"), 1);
+	hubfs_cache_close(cache);
+}
+
+#define CHURN_ROUNDS 40
+
+struct churn_arg {
+	struct hubfs_cache *cache;
+	unsigned id;
+	int err;
+	bool over; /* used_bytes was seen above the limit */
+};
+
+/* Fetch-like loop over a few small objects in a cache too small for
+ * them: reserve, write, commit, read back, close. */
+static void *churn_main(void *p)
+{
+	struct churn_arg *t = p;
+	struct hubfs_cache_obj *obj;
+	char key[65];
+
+	for (unsigned r = 0; r < CHURN_ROUNDS && !t->err; r++) {
+		unsigned k = (t->id * 7 + r) % 6;
+		uint64_t size = BS / 2 + k;
+		int ret;
+
+		make_key(key, 200 + k);
+		ret = hubfs_cache_obj_open(&obj, t->cache, key, size);
+		if (ret) {
+			t->err = ret;
+			break;
+		}
+		ret = hubfs_cache_block_present(obj, 0);
+		if (ret == 0) {
+			ret = hubfs_cache_reserve(t->cache, size);
+			if (ret == 0)
+				ret = put_block(obj, size, 0, 7);
+			if (ret == -ENOSPC) /* all in use: read uncached */
+				ret = 0;
+		} else if (ret == 1) {
+			ret = check_range(obj, 0, (size_t)size, 7) ? -EBADMSG :
+								     0;
+		}
+		hubfs_cache_block_touch(obj, 0);
+		hubfs_cache_obj_close(obj);
+		t->err = ret < 0 ? ret : 0;
+		if (used_bytes(t->cache) > 2 * BS)
+			t->over = true;
+	}
+	return NULL;
+}
+
+static void test_cache__threads_churn(void)
+{
+	struct churn_arg args[THREADS];
+	struct hubfs_cache *cache;
+	struct hubfs_cache_stats st;
+
+	CHECK_INT(hubfs_cache_open(&cache, check_path("c"), 2 * BS), 0);
+	for (unsigned i = 0; i < THREADS; i++)
+		args[i] = (struct churn_arg){ cache, i, 0, false };
+	CHECK_INT(run_threads(churn_main, args, sizeof(args[0]), THREADS), 0);
+	for (int i = 0; i < THREADS; i++) {
+		CHECK_INT(args[i].err, 0);
+		CHECK(!args[i].over);
+	}
+	hubfs_cache_get_stats(cache, &st);
+	CHECK(st.evicted > 0);
+	CHECK_UINT(st.corrupt, 0);
+	CHECK(st.used_bytes <= 2 * BS);
+	CHECK_UINT(cache->objs.len, 0);
+	hubfs_cache_close(cache);
+}
+
+struct conflict_arg {
+	struct hubfs_cache *cache;
+	uint64_t size;
+	int err;
+};
+
+/* Open one key with this thread's size: the other thread uses another,
+ * so every open either works or is refused with -EINVAL. */
+static void *conflict_main(void *p)
+{
+	struct conflict_arg *t = p;
+	struct hubfs_cache_obj *obj;
+	char key[65];
+
+	make_key(key, 300);
+	for (int i = 0; i < 300 && !t->err; i++) {
+		int ret = hubfs_cache_obj_open(&obj, t->cache, key, t->size);
+
+		if (ret == 0) {
+			ret = hubfs_cache_block_present(obj, 0);
+			hubfs_cache_obj_close(obj);
+		}
+		if (ret < 0 && ret != -EINVAL)
+			t->err = ret;
+	}
+	return NULL;
+}
+
+static void test_cache__threads_size_conflict(void)
+{
+	struct conflict_arg args[2];
+	struct hubfs_cache *cache;
+
+	CHECK_INT(hubfs_cache_open(&cache, check_path("c"), 2 * BS), 0);
+	for (int i = 0; i < 2; i++)
+		args[i] = (struct conflict_arg){ cache, BS + (uint64_t)i, 0 };
+	CHECK_INT(run_threads(conflict_main, args, sizeof(args[0]), 2), 0);
+	CHECK_INT(args[0].err, 0);
+	CHECK_INT(args[1].err, 0);
+	CHECK_UINT(cache->objs.len, 0);
+	hubfs_cache_close(cache);
+}
+
+/* ---- whole objects, stats, touches --------------------------------------- */
+
+static void test_cache__verified_and_drop(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char key[65];
+
+	make_key(key, 60);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	CHECK_INT(put_object(cache, key, 3 * BS, 60), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 3 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 0);
+	CHECK_INT(hubfs_cache_obj_set_verified(obj), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 1);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 3 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 1); /* persisted */
+	CHECK_INT(hubfs_cache_block_present(obj, 2), 1);
+	CHECK_INT(hubfs_cache_obj_drop(obj), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 0);
+	for (uint64_t i = 0; i < 3; i++)
+		CHECK_INT(hubfs_cache_block_present(obj, i), 0);
+	CHECK_INT(rows_of(dir, key), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.used_bytes, 0);
+	CHECK_UINT(st.blocks, 0);
+	CHECK_INT(put_block(obj, 3 * BS, 2, 60), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 2), 1);
+	CHECK_INT(check_range(obj, 2 * BS, BS, 60), 0);
+	hubfs_cache_obj_close(obj);
+	/* An object opened with another size starts over. */
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 3 * BS - 1), 0);
+	CHECK_INT(rows_of(dir, key), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK(!file_exists(dir, key));
+	CHECK_INT(db_value(dir, "SELECT count(*) FROM objects"), 0);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__stats(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char key[65];
+
+	make_key(key, 61);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 2 * BS), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.used_bytes, 0);
+	CHECK_UINT(st.max_bytes, 2 * BS);
+	CHECK_UINT(st.hits + st.misses + st.evicted + st.corrupt + st.blocks,
+		   0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 3 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 0);
+	CHECK_INT(put_block(obj, 3 * BS, 0, 61), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.hits, 2);
+	CHECK_UINT(st.misses, 2);
+	CHECK_UINT(st.blocks, 1);
+	CHECK_UINT(st.used_bytes, BS);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__touch_is_batched(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	long long before;
+	char key[65];
+
+	make_key(key, 62);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(put_object(cache, key, BS, 62), 0);
+	before = atime_of(dir, key, 0);
+	CHECK(before > 0);
+	sleep_ms(5);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, BS), 0);
+	for (int i = 0; i < 100; i++)
+		hubfs_cache_block_touch(obj, 0);
+	/* Nothing written yet: touches wait in memory. */
+	CHECK_INT(atime_of(dir, key, 0), before);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+	CHECK(atime_of(dir, key, 0) >= before + 5);
+}
+
+static void test_cache__close_sweeps_unused_file(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *a, *b;
+	char key[65];
+
+	make_key(key, 63);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&a, cache, key, 5 * BS), 0);
+	CHECK(file_exists(dir, key));
+	CHECK_INT(db_value(dir, "SELECT count(*) FROM objects"), 1);
+	CHECK_INT(hubfs_cache_obj_open(&b, cache, key, 5 * BS), 0);
+	hubfs_cache_obj_close(a);
+	CHECK(file_exists(dir, key)); /* still open through b */
+	hubfs_cache_obj_close(b);
+	CHECK(!file_exists(dir, key));
+	CHECK_INT(db_value(dir, "SELECT count(*) FROM objects"), 0);
+	hubfs_cache_close(cache);
+}
+
+struct open_arg {
+	struct hubfs_cache *cache;
+	char key[65];
+};
+
+static int open_op(void *p)
+{
+	struct open_arg *arg = p;
+	struct hubfs_cache_obj *obj;
+	int err = hubfs_cache_obj_open(&obj, arg->cache, arg->key, 2 * BS);
+
+	if (!err) {
+		err = hubfs_cache_block_present(obj, 1);
+		hubfs_cache_obj_close(obj);
+	}
+	return err;
+}
+
+static void open_unchanged(void *p)
+{
+	struct open_arg *arg = p;
+
+	CHECK_UINT(arg->cache->objs.len, 0);
+}
+
+static void test_cache__open_alloc_failures(void)
+{
+	struct open_arg arg;
+	unsigned long runs;
+
+	make_key(arg.key, 64);
+	CHECK_INT(two_blocks(&arg.cache, check_path("c"), arg.key), 0);
+	CHECK_INT(check_alloc_failures(open_op, open_unchanged, &arg, &runs),
+		  1);
+	CHECK(runs >= 3);
+	hubfs_cache_close(arg.cache);
+}
+
+/* ---- the metadata index -------------------------------------------------- */
+
+struct collect {
+	struct hubfs_hub_entry *e;
+	char (*paths)[64];
+	size_t n, cap;
+	size_t stop_at; /* 0: never */
+};
+
+static int collect_cb(void *p, const struct hubfs_hub_entry *e)
+{
+	struct collect *c = p;
+
+	if (c->stop_at && c->n == c->stop_at)
+		return 42;
+	if (c->n < c->cap) {
+		c->e[c->n] = *e;
+		snprintf(c->paths[c->n], sizeof(c->paths[0]), "%s", e->path);
+		c->e[c->n].path = c->paths[c->n];
+	}
+	c->n++;
+	return 0;
+}
+
+static void test_cache__tree_round_trip(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_hub_entry in[4] = {
+		{ HUBFS_ENTRY_FILE, ".gitattributes",
+		  "1111111111111111111111111111111111111111", 1519, false, "" },
+		{ HUBFS_ENTRY_DIR, "sub",
+		  "2222222222222222222222222222222222222222", 0, false, "" },
+		{ HUBFS_ENTRY_FILE, "sub/model.safetensors",
+		  "3333333333333333333333333333333333333333", (1ULL << 40) + 7,
+		  true,
+		  "44444444444444444444444444444444"
+		  "44444444444444444444444444444444" },
+		{ HUBFS_ENTRY_FILE, "sub/\xc3\xa9t\xc3\xa9 d'un fichier.txt",
+		  "5555555555555555555555555555555555555555", 3, false, "" },
+	};
+	struct hubfs_hub_entry out[4];
+	char paths[4][64];
+	struct collect col = { out, paths, 0, 4, 0 };
+	struct hubfs_cache *cache;
+	int64_t t = 0;
+
+	CHECK_INT(hubfs_cache_open(&cache, dir, BS), 0);
+	CHECK_INT(hubfs_cache_tree_has(cache, REPO, COMMIT_A, &t), 0);
+	CHECK_INT(hubfs_cache_tree_load(cache, REPO, COMMIT_A, collect_cb,
+					&col),
+		  -ENOENT);
+	CHECK_INT(hubfs_cache_tree_store(cache, REPO, COMMIT_A, 1712345678, in,
+					 4),
+		  0);
+	CHECK_INT(hubfs_cache_tree_has(cache, REPO, COMMIT_A, &t), 1);
+	CHECK_INT(t, 1712345678);
+	CHECK_INT(hubfs_cache_tree_has(cache, REPO, COMMIT_A, NULL), 1);
+	CHECK_INT(hubfs_cache_tree_has(cache, "other repo", COMMIT_A, NULL), 0);
+	/* Stored again: a commit's tree never changes, nothing happens. */
+	CHECK_INT(hubfs_cache_tree_store(cache, REPO, COMMIT_A, 1, in, 2), 0);
+	hubfs_cache_close(cache);
+
+	CHECK_INT(hubfs_cache_open(&cache, dir, BS), 0);
+	CHECK_INT(hubfs_cache_tree_has(cache, REPO, COMMIT_A, &t), 1);
+	CHECK_INT(t, 1712345678);
+	CHECK_INT(hubfs_cache_tree_load(cache, REPO, COMMIT_A, collect_cb,
+					&col),
+		  0);
+	CHECK_UINT(col.n, 4);
+	for (int i = 0; i < 4; i++) {
+		CHECK_INT(out[i].type, in[i].type);
+		CHECK_STR(out[i].path, in[i].path);
+		CHECK_STR(out[i].oid, in[i].oid);
+		CHECK_UINT(out[i].size, in[i].size);
+		CHECK_INT(out[i].lfs, in[i].lfs);
+		CHECK_STR(out[i].sha256, in[i].sha256);
+	}
+	/* A callback's non-zero answer stops the load and is returned. */
+	col = (struct collect){ out, paths, 0, 4, 2 };
+	CHECK_INT(hubfs_cache_tree_load(cache, REPO, COMMIT_A, collect_cb,
+					&col),
+		  42);
+	CHECK_UINT(col.n, 2);
+	/* An empty tree is a stored tree. */
+	CHECK_INT(hubfs_cache_tree_store(cache, REPO, COMMIT_B, 5, NULL, 0), 0);
+	col = (struct collect){ out, paths, 0, 4, 0 };
+	CHECK_INT(hubfs_cache_tree_load(cache, REPO, COMMIT_B, collect_cb,
+					&col),
+		  0);
+	CHECK_UINT(col.n, 0);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__tree_50k_entries(void)
+{
+	const size_t n = 50000;
+	struct hubfs_hub_entry *in = calloc(n, sizeof(*in));
+	char(*names)[48] = calloc(n, sizeof(*names));
+	struct hubfs_hub_entry *out = calloc(n, sizeof(*out));
+	char(*paths)[64] = calloc(n, sizeof(*paths));
+	struct collect col = { out, paths, 0, n, 0 };
+	struct hubfs_cache *cache = NULL;
+	double t0, t_store, t_load;
+	size_t bad = 0;
+
+	CHECK(in && names && out && paths);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(names[i], sizeof(names[i]),
+			 "data/shard-%05zu/part.bin", i);
+		in[i].type = i % 10 ? HUBFS_ENTRY_FILE : HUBFS_ENTRY_DIR;
+		in[i].path = names[i];
+		snprintf(in[i].oid, sizeof(in[i].oid), "%040zx", i);
+		in[i].size = i * 1000;
+		in[i].lfs = i % 3 == 0;
+		if (in[i].lfs)
+			snprintf(in[i].sha256, sizeof(in[i].sha256), "%064zx",
+				 i * 7);
+	}
+	if (hubfs_cache_open(&cache, check_path("c"), BS) == 0) {
+		t0 = now_s();
+		CHECK_INT(hubfs_cache_tree_store(cache, REPO, COMMIT_B, 99, in,
+						 n),
+			  0);
+		t_store = now_s() - t0;
+		t0 = now_s();
+		CHECK_INT(hubfs_cache_tree_load(cache, REPO, COMMIT_B,
+						collect_cb, &col),
+			  0);
+		t_load = now_s() - t0;
+		printf("tree of %zu entries: store %.3f s, load %.3f s\n", n,
+		       t_store, t_load);
+		CHECK_UINT(col.n, n);
+		for (size_t i = 0; i < n; i++)
+			bad += strcmp(out[i].path, in[i].path) != 0 ||
+			       strcmp(out[i].oid, in[i].oid) != 0 ||
+			       strcmp(out[i].sha256, in[i].sha256) != 0 ||
+			       out[i].size != in[i].size ||
+			       out[i].lfs != in[i].lfs ||
+			       out[i].type != in[i].type;
+		CHECK_UINT(bad, 0);
+		CHECK(t_store < 1.0);
+	}
+	hubfs_cache_close(cache);
+	free(in);
+	free(names);
+	free(out);
+	free(paths);
+}
+
+static void test_cache__refs(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	char commit[41] = "untouched";
+	int64_t t = -1;
+
+	CHECK_INT(hubfs_cache_open(&cache, dir, BS), 0);
+	CHECK_INT(hubfs_cache_ref_get(cache, REPO, "main", commit, &t),
+		  -ENOENT);
+	CHECK_STR(commit, "untouched");
+	CHECK_INT(t, -1);
+	CHECK_INT(hubfs_cache_ref_set(cache, REPO, "main", COMMIT_A, 10), 0);
+	CHECK_INT(hubfs_cache_ref_set(cache, REPO, "refs/pr/1", COMMIT_B, 20),
+		  0);
+	CHECK_INT(hubfs_cache_ref_set(cache, "other", "main", COMMIT_B, 30), 0);
+	CHECK_INT(hubfs_cache_ref_get(cache, REPO, "main", commit, &t), 0);
+	CHECK_STR(commit, COMMIT_A);
+	CHECK_INT(t, 10);
+	CHECK_INT(hubfs_cache_ref_set(cache, REPO, "main", COMMIT_B, 11), 0);
+	CHECK_INT(hubfs_cache_ref_get(cache, REPO, "main", commit, &t), 0);
+	CHECK_STR(commit, COMMIT_B);
+	CHECK_INT(t, 11);
+	CHECK_INT(hubfs_cache_ref_get(cache, REPO, "refs/pr/1", commit, NULL),
+		  0);
+	CHECK_STR(commit, COMMIT_B);
+	CHECK_INT(hubfs_cache_ref_get(cache, "other", "main", commit, &t), 0);
+	CHECK_INT(t, 30);
+	CHECK(db_value(dir, "SELECT max(updated) FROM refs") >
+	      (long long)time(NULL) - 60);
+	hubfs_cache_close(cache);
+}
+
+static void test_cache__bad_arguments(void)
+{
+	static const char *const bad[] = {
+		"",
+		"0123456789abcdef0123456789abcdef0123456", /* 39 */
+		"0123456789ABCDEF0123456789abcdef01234567", /* upper */
+		"0123456789abcdef0123456789abcdef0123456g",
+		"0123456789abcdef0123456789abcdef012345670", /* 41 */
+		"../../../../../../../../../../../../etc/passwd",
+		"0123456789abcdef0123456789abcdef"
+		"0123456789abcdef0123456789abcde", /* 63 */
+		"0123456789abcdef0123456789abcdef"
+		"0123456789abcdef0123456789abcdef0", /* 65 */
+	};
+	struct hubfs_cache_obj *obj = (struct hubfs_cache_obj *)1;
+	struct hubfs_hub_entry e = { HUBFS_ENTRY_FILE, NULL, "", 0, false, "" };
+	struct hubfs_cache *cache;
+	char key[65], commit[41];
+
+	CHECK_INT(hubfs_cache_open(&cache, check_path("c"), BS), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_INT(hubfs_cache_obj_open(&obj, cache, bad[i], 1),
+			  -EINVAL);
+		CHECK_INT(hubfs_cache_tree_has(cache, REPO, bad[i], NULL),
+			  -EINVAL);
+		CHECK_INT(hubfs_cache_ref_set(cache, REPO, "main", bad[i], 0),
+			  -EINVAL);
+	}
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, NULL, 1), -EINVAL);
+	CHECK(obj == (struct hubfs_cache_obj *)1);
+	make_key(key, 70);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, HUBFS_SIZE_MAX + 1),
+		  -EINVAL);
+	/* 40 digits is a git blob id, also a valid key. */
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, COMMIT_A, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 2), -EINVAL);
+	CHECK_INT(hubfs_cache_block_commit(obj, 2, 0), -EINVAL);
+	CHECK_INT(hubfs_cache_obj_pwrite(obj, "xy", 2, 2 * BS - 1), -EINVAL);
+	CHECK_INT(hubfs_cache_obj_pwrite(obj, "xy", 2, 2 * BS - 2), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_tree_store(cache, NULL, COMMIT_A, 0, NULL, 0),
+		  -EINVAL);
+	CHECK_INT(hubfs_cache_tree_store(cache, REPO, COMMIT_A, 0, &e, 1),
+		  -EINVAL);
+	CHECK_INT(hubfs_cache_tree_has(cache, REPO, COMMIT_A, NULL), 0);
+	CHECK_INT(hubfs_cache_ref_set(cache, REPO, NULL, COMMIT_A, 0), -EINVAL);
+	CHECK_INT(hubfs_cache_ref_get(cache, NULL, "main", commit, NULL),
+		  -EINVAL);
+	hubfs_cache_close(cache);
+}
+
+/* ---- CRC-32C ------------------------------------------------------------- */
+
+typedef uint32_t (*crc_fn)(uint32_t, const void *, size_t);
+
+/* RFC 3720 B.4 and the "123456789" check value. */
+static void check_vectors(crc_fn crc)
+{
+	unsigned char buf[32];
+
+	CHECK_UINT(crc(0, "123456789", 9), 0xE3069283);
+	CHECK_UINT(crc(0, "", 0), 0);
+	memset(buf, 0, sizeof(buf));
+	CHECK_UINT(crc(0, buf, 32), 0x8A9136AA);
+	memset(buf, 0xff, sizeof(buf));
+	CHECK_UINT(crc(0, buf, 32), 0x62A8AB43);
+	for (int i = 0; i < 32; i++)
+		buf[i] = (unsigned char)i;
+	CHECK_UINT(crc(0, buf, 32), 0x46DD794E);
+	for (int i = 0; i < 32; i++)
+		buf[i] = (unsigned char)(31 - i);
+	CHECK_UINT(crc(0, buf, 32), 0x113FDB5C);
+	/* Continuing from a previous value is the same as one pass. */
+	CHECK_UINT(crc(crc(0, "1234", 4), "56789", 5), 0xE3069283);
+}
+
+static void test_cache__crc32c_table(void)
+{
+	check_vectors(cache_crc32c_sw);
+}
+
+static void test_cache__crc32c_sse42(void)
+{
+	if (!cache_crc32c_hw_ok()) {
+		printf("no SSE4.2 on this CPU: instruction path not run\n");
+		return;
+	}
+	check_vectors(cache_crc32c_hw);
+}
+
+static void test_cache__crc32c_paths_agree(void)
+{
+	unsigned char *buf = malloc(4096 + 16);
+	unsigned seed = 12345;
+
+	CHECK(buf != NULL);
+	for (size_t i = 0; i < 4096 + 16; i++) {
+		seed = seed * 1103515245 + 12345;
+		buf[i] = (unsigned char)(seed >> 16);
+	}
+	/* Every alignment and many lengths, including the tails. */
+	for (size_t off = 0; off < 16; off++) {
+		for (size_t len = 0; len < 4096; len += 1 + len / 3)
+			CHECK_UINT(cache_crc32c_sw(7, buf + off, len),
+				   cache_crc32c_hw(7, buf + off, len));
+	}
+	CHECK_UINT(hubfs_crc32c(0, buf, 4096), cache_crc32c_sw(0, buf, 4096));
+	free(buf);
+}
+
+/* ---- throughput ---------------------------------------------------------- */
+
+static void test_cache__commit_rate(void)
+{
+	const unsigned n = 5000, m = 64;
+	uint64_t big = (uint64_t)n * BS;
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	double t0, rows_s, data_s;
+	char key[65];
+
+	make_key(key, 80);
+	CHECK_INT(hubfs_cache_open(&cache, check_path("c"), big), 0);
+	/* Index cost alone: rows for blocks never written (a sparse
+	 * object), so only the transaction per commit is timed. */
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, big), 0);
+	t0 = now_s();
+	for (unsigned i = 0; i < n; i++)
+		CHECK_INT(hubfs_cache_block_commit(obj, i, 0), 0);
+	rows_s = now_s() - t0;
+	CHECK_INT(hubfs_cache_obj_drop(obj), 0);
+	hubfs_cache_obj_close(obj);
+	/* With the data: pwrite of 1 MiB, CRC, commit. */
+	make_key(key, 81);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, m * BS), 0);
+	t0 = now_s();
+	for (unsigned i = 0; i < m; i++)
+		CHECK_INT(put_block(obj, m * BS, i, 81), 0);
+	data_s = now_s() - t0;
+	hubfs_cache_obj_close(obj);
+	printf("block commit: %.0f commits/s (index only), %.0f MiB/s "
+	       "(pattern fill + pwrite + CRC + commit)\n",
+	       n / rows_s, m / data_s);
+	CHECK(n / rows_s > 1000);
+	/* Checkpoints ran (outside the locks): the WAL was reused, not
+	 * grown by every one of the thousands of commits. */
+	{
+		struct stat wal;
+
+		CHECK_INT(stat(check_path("c/index.db-wal"), &wal), 0);
+		CHECK(wal.st_size < 16 * 1024 * 1024);
+	}
+	hubfs_cache_close(cache);
+}
+
+static const struct check_test tests[] = {
+	CHECK_TEST(test_cache__open_close_reopen),
+	CHECK_TEST(test_cache__open_bad_dir),
+	CHECK_TEST(test_cache__write_read_blocks),
+	CHECK_TEST(test_cache__last_block_short),
+	CHECK_TEST(test_cache__size_zero),
+	CHECK_TEST(test_cache__corrupt_overwritten),
+	CHECK_TEST(test_cache__corrupt_truncated),
+	CHECK_TEST(test_cache__corrupt_deleted),
+	CHECK_TEST(test_cache__wrong_crc_or_length),
+	CHECK_TEST(test_cache__checked_once_per_open),
+	CHECK_TEST(test_cache__lru_order),
+	CHECK_TEST(test_cache__evict_punches_holes),
+	CHECK_TEST(test_cache__damaged_index_rows),
+	CHECK_TEST(test_cache__hard_limit),
+	CHECK_TEST(test_cache__pinned_objects),
+	CHECK_TEST(test_cache__two_caches_one_dir),
+	CHECK_TEST(test_cache__two_processes),
+	CHECK_TEST(test_cache__threads_same_object),
+	CHECK_TEST(test_cache__threads_churn),
+	CHECK_TEST(test_cache__threads_size_conflict),
+	CHECK_TEST(test_cache__verified_and_drop),
+	CHECK_TEST(test_cache__stats),
+	CHECK_TEST(test_cache__touch_is_batched),
+	CHECK_TEST(test_cache__close_sweeps_unused_file),
+	CHECK_TEST(test_cache__open_alloc_failures),
+	CHECK_TEST(test_cache__tree_round_trip),
+	CHECK_TEST(test_cache__tree_50k_entries),
+	CHECK_TEST(test_cache__refs),
+	CHECK_TEST(test_cache__bad_arguments),
+	CHECK_TEST(test_cache__crc32c_table),
+	CHECK_TEST(test_cache__crc32c_sse42),
+	CHECK_TEST(test_cache__crc32c_paths_agree),
+	CHECK_TEST(test_cache__commit_rate),
+};
+
+CHECK_MAIN(tests)
