@@ -25,16 +25,34 @@
  * --print-config parses and resolves exactly as a mount would, then prints
  * the result one key=value per line and exits 0.  It never prints the
  * token, only whether there is one and where it came from.
+ *
+ * Mounting.  The command returns only once the mount is live, or fails
+ * with one line saying why.  Unless it runs in the foreground it forks
+ * first: the child does all the work (resolving the revision, loading its
+ * tree, mounting) and reports "ready" or the error through a pipe, which
+ * the parent prints before exiting with the matching status.  Forking
+ * before anything else means no thread ever has to survive a fork.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hubfs/cache.h"
 #include "hubfs/config.h"
 #include "hubfs/err.h"
+#include "hubfs/fs.h"
+#include "hubfs/hub.h"
 #include "hubfs/log.h"
 #include "hubfs/mem.h"
 
@@ -243,6 +261,179 @@ static void print_config(const struct hubfs_config *cfg)
 	printf("fuse_opts=%s\n", or_none(cfg->fuse_opts));
 }
 
+/* Create @path and its parents (mode 0700 for new ones). */
+static int mkdir_p(const char *path)
+{
+	char *copy = hubfs_strdup(path), *p;
+	int err = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (p = copy + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
+				err = -errno;
+				break;
+			}
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	hubfs_free(copy);
+	return err;
+}
+
+/*
+ * In the foreground: -1.  Otherwise fork; the parent waits for the
+ * child's report and exits; the child returns the pipe to report into.
+ */
+static int daemon_start(void)
+{
+	int fds[2];
+	pid_t pid;
+	char msg[1024];
+	ssize_t n, got = 0;
+
+	if (pipe(fds) != 0) {
+		fprintf(stderr, "hubfs: pipe: %s\n", strerror(errno));
+		exit(EXIT_FAILURE);
+	}
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "hubfs: fork: %s\n", strerror(errno));
+		exit(EXIT_FAILURE);
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		setsid();
+		return fds[1];
+	}
+	close(fds[1]);
+	while (got < (ssize_t)sizeof(msg) - 1 &&
+	       (n = read(fds[0], msg + got, sizeof(msg) - 1 - (size_t)got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += n;
+	}
+	msg[got] = '\0';
+	if (strcmp(msg, "ready") == 0)
+		exit(EXIT_SUCCESS);
+	waitpid(pid, NULL, 0);
+	if (got > 0)
+		fprintf(stderr, "%s\n", msg);
+	else
+		fprintf(stderr, "hubfs: the daemon exited before the mount "
+			"was ready\n");
+	exit(EXIT_FAILURE);
+}
+
+/* Tell the parent (or, in the foreground, the terminal) how it went. */
+static void report(int fd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void report(int fd, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (fd < 0) {
+		if (strcmp(msg, "ready") != 0)
+			fprintf(stderr, "%s\n", msg);
+		return;
+	}
+	if (write(fd, msg, strlen(msg)) < 0)
+		return;	/* the parent is gone: nobody to tell */
+}
+
+/* Stop writing to the terminal the parent had. */
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd < 0)
+		return;
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+static int run_mount(const struct hubfs_config *cfg)
+{
+	struct hubfs_hub_opts hopts = HUBFS_HUB_OPTS_INIT;
+	struct hubfs_hub *hub = NULL;
+	struct hubfs_cache *cache = NULL;
+	struct hubfs_fs *fs = NULL;
+	int fd = cfg->foreground ? -1 : daemon_start();
+	int status = EXIT_FAILURE, err;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		report(fd, "hubfs: cannot initialise libcurl");
+		goto out;
+	}
+	hopts.endpoint = cfg->endpoint;
+	hopts.token = cfg->token;
+	hopts.repo_type = cfg->repo_type;
+	hopts.repo_namespace = cfg->repo_namespace;
+	hopts.repo_name = cfg->repo_name;
+	hopts.trace = cfg->debug;
+	err = hubfs_hub_new(&hub, &hopts);
+	if (err) {
+		report(fd, "hubfs: %s", hubfs_err_get());
+		goto out_cleanup_curl;
+	}
+	err = mkdir_p(cfg->cache_dir);
+	if (!err)
+		err = hubfs_cache_open(&cache, cfg->cache_dir, cfg->cache_size);
+	if (err) {
+		report(fd, "hubfs: cache %s: %s", cfg->cache_dir,
+		       *hubfs_err_get() ? hubfs_err_get() : strerror(-err));
+		goto out_free_hub;
+	}
+	err = hubfs_fs_new(&fs, cfg, hub, cache);
+	if (err) {
+		report(fd, "hubfs: %s", hubfs_err_get());
+		goto out_close_cache;
+	}
+	err = hubfs_fs_mount(fs);
+	if (err) {
+		report(fd, "hubfs: %s", hubfs_err_get());
+		goto out_free_fs;
+	}
+	report(fd, "ready");
+	if (fd >= 0) {
+		close(fd);
+		fd = -1;
+		hubfs_log_to_syslog("hubfs");
+		detach_stdio();
+	}
+	err = hubfs_fs_loop(fs);
+	status = err ? EXIT_FAILURE : EXIT_SUCCESS;
+out_free_fs:
+	hubfs_fs_free(fs);
+out_close_cache:
+	hubfs_cache_close(cache);
+out_free_hub:
+	hubfs_hub_free(hub);
+out_cleanup_curl:
+	curl_global_cleanup();
+out:
+	if (fd >= 0)
+		close(fd);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct hubfs_config cfg = HUBFS_CONFIG_INIT;
@@ -288,7 +479,7 @@ int main(int argc, char **argv)
 		     cfg.token_source);
 	hubfs_config_describe(summary, sizeof(summary), &cfg);
 	hlog(LOG_DEBUG, "%s", summary);
-	fprintf(stderr, "hubfs: mounting is not implemented yet\n");
+	status = run_mount(&cfg);
 out:
 	hubfs_config_free(&cfg);
 	return status;

@@ -127,13 +127,15 @@ expect_stderr "hubfs: HF_ENDPOINT 'ftp://mirror': \
 expected an http:// or https:// URL with a host"
 extra_env=
 
-case_name=mount_not_implemented
-run 1 org/m /mnt
-expect_stderr "hubfs: mounting is not implemented yet"
+# Nothing listens on port 9 of the loopback: the mount must fail at once,
+# with one line naming the endpoint, before touching the mount point.
+case_name=mount_unreachable
+run 1 -f -o endpoint=http://127.0.0.1:9,cache_dir=$tmp/cache org/m /mnt
+expect_stderr "hubfs: cannot reach http://127.0.0.1:9: Couldn't connect to server"
 
 case_name=double_dash
-run 1 -o ro -- org/m /mnt
-expect_stderr "hubfs: mounting is not implemented yet"
+run 1 -o ro,endpoint=http://127.0.0.1:9,cache_dir=$tmp/cache -- org/m /mnt
+expect_stderr "hubfs: cannot reach http://127.0.0.1:9: Couldn't connect to server"
 
 case_name=print_config_defaults
 run 0 --print-config org/m /mnt

@@ -1,0 +1,55 @@
+/*
+ * The filesystem: a repository's revisions as a FUSE mount.
+ *
+ * The mount root is the tree of the mount's revision (by default the
+ * repository's default branch).  Every other revision is reachable under
+ * the hidden directory ".revisions" (not listed by readdir of the root):
+ * listing it shows the branches and tags; any commit id and any
+ * refs/pr/N is reachable by name.  In a revision's name, '/' is written
+ * "%2F" and '%' is written "%25" (feature/x is ".revisions/feature%2Fx",
+ * refs/pr/1 is ".revisions/refs%2Fpr%2F1"); no other form is accepted, so
+ * each revision has exactly one name.
+ *
+ * Lifecycle, in this order:
+ *	hubfs_fs_new()	 resolve the revision and load its tree (the checks
+ *			 that decide whether the mount can succeed); starts
+ *			 no thread, so the caller may fork afterwards
+ *	hubfs_fs_mount() create the FUSE session, mount, start the workers
+ *	hubfs_fs_loop()	 serve requests until unmounted or signalled
+ *	hubfs_fs_free()	 unmount if mounted, stop the workers, free
+ */
+#ifndef HUBFS_FS_H
+#define HUBFS_FS_H
+
+#include "hubfs/cache.h"
+#include "hubfs/config.h"
+#include "hubfs/hub.h"
+
+struct hubfs_fs;
+
+/*
+ * Prepare a mount of @cfg's repository.  @cfg, @hub and @cache are
+ * borrowed and must outlive the filesystem.  Errors are those of
+ * hubfs_hub_get_revision() and hubfs_hub_list_tree() (with a detail
+ * message fit for the user), except that a Hub that cannot be reached is
+ * not an error when the revision can be served from the cache.
+ */
+int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
+		 struct hubfs_hub *hub, struct hubfs_cache *cache);
+
+/* Mount at cfg->mountpoint.  After this the mount is live. */
+int hubfs_fs_mount(struct hubfs_fs *fs);
+
+/*
+ * Serve requests until the filesystem is unmounted or the process gets
+ * SIGINT, SIGTERM or SIGHUP.  Returns 0 or -errno.
+ */
+int hubfs_fs_loop(struct hubfs_fs *fs);
+
+/* Unmount if mounted, stop all threads, free.  Accepts NULL. */
+void hubfs_fs_free(struct hubfs_fs *fs);
+
+/* The commit the mount root shows now (40 hex digits). */
+void hubfs_fs_root_commit(struct hubfs_fs *fs, char commit[41]);
+
+#endif /* HUBFS_FS_H */

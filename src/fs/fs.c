@@ -1,0 +1,1545 @@
+/*
+ * The FUSE layer: inodes, revisions, and the low-level operations.
+ *
+ * DESIGN
+ *
+ * Revisions.  A struct fs_rev is one revision the mount shows: the mount
+ * root's (fs->main) and each one reached under .revisions.  A revision
+ * holds the tree of the commit it currently resolves to.  Commit ids and
+ * tags are immutable: resolved once, and the kernel may cache their
+ * entries, attributes and pages indefinitely.  Branches and refs/pr/N are
+ * re-resolved at most every `refresh` seconds, by the request that finds
+ * the resolution stale (the others keep using the current tree meanwhile);
+ * when the commit changed, the new tree replaces the old one for new
+ * lookups.
+ *
+ * Trees.  A commit's tree is listed once per cache lifetime: it is stored
+ * in the cache's index the first time and loaded from there afterwards,
+ * also when the Hub cannot be reached.  The last commit of every
+ * revision is remembered too, so a branch can be served offline.
+ *
+ * Inodes.  A node's inode number is a hash of the revision's name, the
+ * node's path and its git id, so it is stable across mounts, and it
+ * changes exactly when the content does (a directory's git id changes
+ * when anything below it does).  The kernel therefore never mixes pages
+ * of two contents under one inode, a file opened at one commit keeps
+ * reading that commit's content to the end after its branch moved (its
+ * inode holds a reference to its tree), and unchanged files keep their
+ * cached pages across a branch move.  Fixed inodes: 1 the mount root,
+ * 2 .revisions; each revision's root has one fixed inode too.
+ *
+ * Locks: fs->itab_lock guards the inode table and lookup counts;
+ * fs->revs_lock the revision list; rev->lock a revision's tree and
+ * refresh state; fs->refs_lock the cached ref listing; file->lock a file
+ * handle's readahead state.  None is held across an HTTP request or a
+ * FUSE reply, and no two are held at once.
+ */
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_int.h"
+#include "hubfs/err.h"
+#include "hubfs/fs.h"
+#include "hubfs/log.h"
+#include "hubfs/mem.h"
+
+#define INO_REVS 2
+#define INO_DYNAMIC 16		/* hashed inode numbers start here */
+#define ITAB_SIZE 4096
+#define FOREVER (86400.0 * 365)	/* kernel cache timeout for immutable data */
+#define REVS_NAME ".revisions"
+
+enum ino_kind {
+	K_REV_ROOT,	/* a revision's root directory */
+	K_REVS_DIR,	/* .revisions */
+	K_NODE,		/* a file or directory below a revision's root */
+};
+
+struct fs_rev {
+	char *name;		/* decoded; NULL: the default branch */
+	char *dirname;		/* its name under .revisions; "" for main */
+	const char *ref_key;	/* name remembered in the index */
+	bool immutable;
+	fuse_ino_t ino;
+	pthread_mutex_t lock;
+	struct fs_tree *tree;	/* lock */
+	time_t checked;		/* lock: when last resolved */
+	bool refreshing;	/* lock */
+	bool offline;		/* lock: serving a remembered commit */
+	struct fs_rev *next;	/* fs->revs_lock */
+};
+
+struct fs_inode {
+	fuse_ino_t ino;
+	enum ino_kind kind;
+	uint64_t nlookup;	/* fs->itab_lock */
+	struct fs_rev *rev;
+	struct fs_tree *tree;	/* K_NODE: a reference */
+	struct fs_node *node;	/* K_NODE */
+	struct fs_inode *hnext;	/* fs->itab_lock */
+};
+
+struct ref_item {
+	char *dirname;
+	enum hubfs_ref_kind kind;
+	char commit[41];
+};
+
+struct ref_list {
+	size_t n;
+	struct ref_item *items;
+	unsigned int refs;	/* fs->refs_lock */
+};
+
+struct hubfs_fs {
+	const struct hubfs_config *cfg;
+	struct hubfs_hub *hub;
+	struct hubfs_cache *cache;
+	char *repo_key;		/* index key: endpoint and repository */
+	char *repo_label;	/* "models/org/name", for messages */
+	uid_t uid;
+	gid_t gid;
+	struct fuse_session *se;
+	bool mounted;
+	bool signals;
+	struct fs_reader *reader;
+
+	struct fs_rev *main;
+	pthread_mutex_t revs_lock;
+	struct fs_rev *revs;		/* revs_lock */
+
+	pthread_mutex_t itab_lock;
+	struct fs_inode *itab[ITAB_SIZE];	/* itab_lock */
+	struct fs_inode root_inode, revs_inode;
+
+	pthread_mutex_t refs_lock;
+	struct ref_list *refs;		/* refs_lock */
+	time_t refs_at;			/* refs_lock */
+};
+
+struct fs_file {
+	struct fs_tree *tree;	/* a reference: keeps node alive */
+	struct fs_node *node;
+	struct fs_object *obj;
+	pthread_mutex_t lock;
+	struct fs_stream stream;	/* lock */
+};
+
+struct dir_handle {
+	struct fs_tree *tree;	/* a reference, or NULL for .revisions */
+	struct fs_node *node;
+	struct fs_rev *rev;
+	bool is_mount_root;
+	struct ref_list *refs;	/* .revisions: a reference */
+};
+
+static const char *const repo_type_plural[] = {
+	[HUBFS_REPO_MODEL] = "models",
+	[HUBFS_REPO_DATASET] = "datasets",
+	[HUBFS_REPO_SPACE] = "spaces",
+};
+
+/* --- names of revisions ------------------------------------------------ */
+
+/* '/' -> "%2F", '%' -> "%25"; the only escapes a revision name gets. */
+static char *rev_encode(const char *name)
+{
+	size_t n = 0;
+	const char *p;
+	char *out, *q;
+
+	for (p = name; *p; p++)
+		n += (*p == '/' || *p == '%') ? 3 : 1;
+	out = hubfs_malloc(n + 1);
+	if (!out)
+		return NULL;
+	for (p = name, q = out; *p; p++) {
+		if (*p == '/' || *p == '%') {
+			q += sprintf(q, "%%%02X", (unsigned char)*p);
+		} else {
+			*q++ = *p;
+		}
+	}
+	*q = '\0';
+	return out;
+}
+
+/* Decode a name under .revisions; NULL unless it is the canonical form. */
+static char *rev_decode(const char *dirname)
+{
+	char *out = hubfs_malloc(strlen(dirname) + 1), *q = out, *check;
+	const char *p;
+
+	if (!out)
+		return NULL;
+	for (p = dirname; *p; p++) {
+		if (*p == '%') {
+			if (strncmp(p, "%2F", 3) == 0)
+				*q++ = '/';
+			else if (strncmp(p, "%25", 3) == 0)
+				*q++ = '%';
+			else
+				goto out_invalid;
+			p += 2;
+		} else {
+			*q++ = *p;
+		}
+	}
+	*q = '\0';
+	check = rev_encode(out);
+	if (!check || strcmp(check, dirname) != 0) {
+		hubfs_free(check);
+		goto out_invalid;
+	}
+	hubfs_free(check);
+	if (out[0] == '\0')
+		goto out_invalid;
+	return out;
+
+out_invalid:
+	hubfs_free(out);
+	return NULL;
+}
+
+static bool is_commit_id(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 40; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return s[40] == '\0';
+}
+
+/* Failures that mean "the Hub could not answer", as opposed to answers. */
+static bool is_unreachable(int err)
+{
+	return err == -EHOSTUNREACH || err == -ETIMEDOUT || err == -EIO ||
+	       err == -EAGAIN || err == -ECONNREFUSED || err == -ENETUNREACH;
+}
+
+/* --- trees --------------------------------------------------------------- */
+
+struct entry_vec {
+	struct hubfs_hub_entry *v;
+	size_t n, cap;
+};
+
+static int collect_entry(void *arg, const struct hubfs_hub_entry *e)
+{
+	struct entry_vec *ev = arg;
+
+	if (ev->n == ev->cap) {
+		size_t cap = ev->cap ? ev->cap * 2 : 256;
+		struct hubfs_hub_entry *v = hubfs_realloc(ev->v,
+							  cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		ev->v = v;
+		ev->cap = cap;
+	}
+	ev->v[ev->n] = *e;
+	ev->v[ev->n].path = hubfs_strdup(e->path);
+	if (!ev->v[ev->n].path)
+		return -ENOMEM;
+	ev->n++;
+	return 0;
+}
+
+static void entry_vec_free(struct entry_vec *ev)
+{
+	size_t i;
+
+	for (i = 0; i < ev->n; i++)
+		hubfs_free((char *)ev->v[i].path);
+	hubfs_free(ev->v);
+}
+
+/* A tree some revision already holds, with a new reference, or NULL. */
+static struct fs_tree *tree_in_use(struct hubfs_fs *fs, const char *commit)
+{
+	struct fs_tree *found = NULL;
+	struct fs_rev *rev;
+
+	pthread_mutex_lock(&fs->revs_lock);
+	for (rev = fs->revs; rev && !found; rev = rev->next) {
+		pthread_mutex_lock(&rev->lock);
+		if (rev->tree && strcmp(rev->tree->commit, commit) == 0) {
+			found = rev->tree;
+			fs_tree_get(found);
+		}
+		pthread_mutex_unlock(&rev->lock);
+	}
+	pthread_mutex_unlock(&fs->revs_lock);
+	return found;
+}
+
+/*
+ * The tree of @commit: from memory, from the index, or listed from the
+ * Hub (and then stored in the index).
+ */
+static int load_tree(struct hubfs_fs *fs, const char *commit, int64_t time,
+		     struct fs_tree **out)
+{
+	struct entry_vec ev = { 0 };
+	int64_t stored_time = 0;
+	int err;
+
+	*out = tree_in_use(fs, commit);
+	if (*out)
+		return 0;
+	err = hubfs_cache_tree_has(fs->cache, fs->repo_key, commit,
+				   &stored_time);
+	if (err == 1) {
+		err = hubfs_cache_tree_load(fs->cache, fs->repo_key, commit,
+					    collect_entry, &ev);
+		time = stored_time;
+	} else if (err == 0) {
+		err = hubfs_hub_list_tree(fs->hub, commit, collect_entry, &ev);
+		if (!err)
+			err = hubfs_cache_tree_store(fs->cache, fs->repo_key,
+						     commit, time, ev.v, ev.n);
+	}
+	if (!err)
+		err = fs_tree_build(out, commit, time, ev.v, ev.n);
+	entry_vec_free(&ev);
+	return err;
+}
+
+/* --- revisions ------------------------------------------------------------ */
+
+static int refs_fetch(struct hubfs_fs *fs, struct ref_list **out);
+static void refs_put(struct hubfs_fs *fs, struct ref_list *refs);
+
+/* The kind of ref @name is, from the (cached) ref listing; -ENOENT if it
+ * is not a branch or tag. */
+static int ref_kind(struct hubfs_fs *fs, const char *name,
+		    enum hubfs_ref_kind *kind)
+{
+	struct ref_list *refs;
+	char *dirname = rev_encode(name);
+	size_t i;
+	int err;
+
+	if (!dirname)
+		return -ENOMEM;
+	err = refs_fetch(fs, &refs);
+	if (err) {
+		hubfs_free(dirname);
+		return err;
+	}
+	err = -ENOENT;
+	for (i = 0; i < refs->n; i++) {
+		if (strcmp(refs->items[i].dirname, dirname) == 0) {
+			*kind = refs->items[i].kind;
+			err = 0;
+			break;
+		}
+	}
+	refs_put(fs, refs);
+	hubfs_free(dirname);
+	return err;
+}
+
+/*
+ * Resolve a revision to a commit and its tree, falling back to the last
+ * commit remembered for it when the Hub cannot be reached.
+ */
+static int rev_resolve(struct hubfs_fs *fs, struct fs_rev *rev,
+		       struct fs_tree **tree, bool *offline)
+{
+	struct hubfs_hub_revision info;
+	char detail[HUBFS_ERR_MAX];
+	int err;
+
+	*offline = false;
+	err = hubfs_hub_get_revision(fs->hub, rev->name, &info);
+	if (!err) {
+		err = load_tree(fs, info.commit, info.time, tree);
+		if (!err)
+			hubfs_cache_ref_set(fs->cache, fs->repo_key,
+					    rev->ref_key, info.commit,
+					    info.time);
+		return err;
+	}
+	if (!is_unreachable(err))
+		return err;
+	/* Look for a remembered commit, keeping the Hub's error for the
+	 * user if there is none. */
+	snprintf(detail, sizeof(detail), "%s", hubfs_err_get());
+	if (rev->name && is_commit_id(rev->name)) {
+		snprintf(info.commit, sizeof(info.commit), "%s", rev->name);
+		info.time = 0;
+	} else if (hubfs_cache_ref_get(fs->cache, fs->repo_key, rev->ref_key,
+				       info.commit, &info.time) != 0) {
+		goto out_unreachable;
+	}
+	if (hubfs_cache_tree_has(fs->cache, fs->repo_key, info.commit,
+				 NULL) != 1)
+		goto out_unreachable;
+	*offline = true;
+	return load_tree(fs, info.commit, info.time, tree);
+
+out_unreachable:
+	hubfs_err_set("%s", detail);
+	return err;
+}
+
+static void rev_free(struct fs_rev *rev)
+{
+	if (!rev)
+		return;
+	fs_tree_put(rev->tree);
+	pthread_mutex_destroy(&rev->lock);
+	hubfs_free(rev->name);
+	hubfs_free(rev->dirname);
+	hubfs_free(rev);
+}
+
+static uint64_t hash64(const char *a, const char *b, const char *c)
+{
+	const char *parts[3] = { a, b, c };
+	uint64_t h = 1469598103934665603ULL;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		const char *p;
+
+		for (p = parts[i]; *p; p++) {
+			h ^= (unsigned char)*p;
+			h *= 1099511628211ULL;
+		}
+		h ^= 0xff;	/* separator */
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* Create a revision object for @name (NULL: the default branch). */
+static int rev_new(struct hubfs_fs *fs, const char *name, struct fs_rev **out)
+{
+	struct fs_rev *rev = hubfs_calloc(1, sizeof(*rev));
+	enum hubfs_ref_kind kind = HUBFS_REF_BRANCH;
+	bool offline;
+	int err = -ENOMEM;
+
+	if (!rev)
+		return -ENOMEM;
+	pthread_mutex_init(&rev->lock, NULL);
+	if (name) {
+		rev->name = hubfs_strdup(name);
+		rev->dirname = rev_encode(name);
+	} else {
+		rev->dirname = hubfs_strdup("");
+	}
+	if ((name && !rev->name) || !rev->dirname)
+		goto out_free;
+	rev->ref_key = name ? rev->name : "HEAD";
+	if (name && is_commit_id(name)) {
+		rev->immutable = true;
+	} else if (name && strncmp(name, "refs/", 5) != 0) {
+		err = ref_kind(fs, name, &kind);
+		if (err == 0)
+			rev->immutable = kind == HUBFS_REF_TAG;
+		else if (err != -ENOENT && !is_unreachable(err))
+			goto out_free;
+	}
+	err = rev_resolve(fs, rev, &rev->tree, &offline);
+	if (err)
+		goto out_free;
+	rev->offline = offline;
+	rev->checked = time(NULL);
+	if (offline)
+		hlog(LOG_WARNING, "%s: the Hub cannot be reached; revision %s "
+		     "serves its last known commit %s", fs->repo_label,
+		     name ? name : "(default branch)", rev->tree->commit);
+	rev->ino = name ? (hash64("rev", rev->dirname, "") | (1ULL << 63))
+			: FUSE_ROOT_ID;
+	*out = rev;
+	return 0;
+
+out_free:
+	rev_free(rev);
+	return err;
+}
+
+/* The revision named @dirname under .revisions, created on first use. */
+static int rev_get(struct hubfs_fs *fs, const char *dirname,
+		   struct fs_rev **out)
+{
+	struct fs_rev *rev, *fresh;
+	char *name;
+	int err;
+
+	pthread_mutex_lock(&fs->revs_lock);
+	for (rev = fs->revs; rev; rev = rev->next) {
+		if (rev != fs->main && strcmp(rev->dirname, dirname) == 0)
+			break;
+	}
+	pthread_mutex_unlock(&fs->revs_lock);
+	if (rev) {
+		*out = rev;
+		return 0;
+	}
+	name = rev_decode(dirname);
+	if (!name)
+		return -ENOENT;
+	err = rev_new(fs, name, &fresh);
+	hubfs_free(name);
+	if (err)
+		return err;
+	pthread_mutex_lock(&fs->revs_lock);
+	for (rev = fs->revs; rev; rev = rev->next) {
+		if (rev != fs->main && strcmp(rev->dirname, dirname) == 0)
+			break;
+	}
+	if (!rev) {
+		fresh->next = fs->revs;
+		fs->revs = fresh;
+		rev = fresh;
+		fresh = NULL;
+	}
+	pthread_mutex_unlock(&fs->revs_lock);
+	rev_free(fresh);
+	*out = rev;
+	return 0;
+}
+
+/* Re-resolve a mutable revision if its resolution is older than refresh. */
+static void rev_refresh(struct hubfs_fs *fs, struct fs_rev *rev)
+{
+	struct fs_tree *tree = NULL, *old = NULL;
+	time_t now = time(NULL);
+	bool offline;
+	int err;
+
+	if (rev->immutable || fs->cfg->refresh == 0)
+		return;
+	pthread_mutex_lock(&rev->lock);
+	if (rev->refreshing || now - rev->checked < (time_t)fs->cfg->refresh) {
+		pthread_mutex_unlock(&rev->lock);
+		return;
+	}
+	rev->refreshing = true;
+	pthread_mutex_unlock(&rev->lock);
+
+	err = rev_resolve(fs, rev, &tree, &offline);
+
+	pthread_mutex_lock(&rev->lock);
+	rev->refreshing = false;
+	rev->checked = time(NULL);
+	if (err) {
+		if (!rev->offline)
+			hlog(LOG_WARNING, "%s: cannot re-resolve revision %s "
+			     "(%s); it keeps serving commit %s",
+			     fs->repo_label,
+			     rev->name ? rev->name : "(default branch)",
+			     hubfs_err_get(), rev->tree->commit);
+		rev->offline = true;
+	} else if (strcmp(tree->commit, rev->tree->commit) != 0) {
+		hlog(LOG_NOTICE, "%s: revision %s moved from %.12s to %.12s",
+		     fs->repo_label, rev->name ? rev->name : "(default branch)",
+		     rev->tree->commit, tree->commit);
+		old = rev->tree;
+		rev->tree = tree;
+		tree = NULL;
+		rev->offline = offline;
+	} else {
+		if (rev->offline && !offline)
+			hlog(LOG_NOTICE, "%s: the Hub is reachable again",
+			     fs->repo_label);
+		rev->offline = offline;
+	}
+	pthread_mutex_unlock(&rev->lock);
+	fs_tree_put(tree);
+	fs_tree_put(old);
+}
+
+/* The revision's current tree, with a reference. */
+static struct fs_tree *rev_tree(struct hubfs_fs *fs, struct fs_rev *rev)
+{
+	struct fs_tree *tree;
+
+	rev_refresh(fs, rev);
+	pthread_mutex_lock(&rev->lock);
+	tree = rev->tree;
+	fs_tree_get(tree);
+	pthread_mutex_unlock(&rev->lock);
+	return tree;
+}
+
+static double rev_timeout(struct hubfs_fs *fs, const struct fs_rev *rev)
+{
+	if (rev->immutable || fs->cfg->refresh == 0)
+		return FOREVER;
+	return fs->cfg->refresh;
+}
+
+/* --- the ref listing (.revisions) ---------------------------------------- */
+
+static void refs_free(struct ref_list *refs)
+{
+	size_t i;
+
+	if (!refs)
+		return;
+	for (i = 0; i < refs->n; i++)
+		hubfs_free(refs->items[i].dirname);
+	hubfs_free(refs->items);
+	hubfs_free(refs);
+}
+
+static void refs_put(struct hubfs_fs *fs, struct ref_list *refs)
+{
+	bool last;
+
+	if (!refs)
+		return;
+	pthread_mutex_lock(&fs->refs_lock);
+	last = --refs->refs == 0;
+	pthread_mutex_unlock(&fs->refs_lock);
+	if (last)
+		refs_free(refs);
+}
+
+static int collect_ref(void *arg, const struct hubfs_hub_ref *ref)
+{
+	struct ref_list *refs = arg;
+	struct ref_item *items;
+
+	if (ref->kind != HUBFS_REF_BRANCH && ref->kind != HUBFS_REF_TAG)
+		return 0;
+	items = hubfs_realloc(refs->items, (refs->n + 1) * sizeof(*items));
+	if (!items)
+		return -ENOMEM;
+	refs->items = items;
+	items[refs->n].dirname = rev_encode(ref->name);
+	if (!items[refs->n].dirname)
+		return -ENOMEM;
+	items[refs->n].kind = ref->kind;
+	memcpy(items[refs->n].commit, ref->commit, 41);
+	refs->n++;
+	return 0;
+}
+
+/* The branches and tags, listed at most every refresh seconds. */
+static int refs_fetch(struct hubfs_fs *fs, struct ref_list **out)
+{
+	struct ref_list *refs;
+	time_t now = time(NULL);
+	unsigned int ttl = fs->cfg->refresh ? fs->cfg->refresh : 60;
+	int err;
+
+	pthread_mutex_lock(&fs->refs_lock);
+	if (fs->refs && now - fs->refs_at < (time_t)ttl) {
+		refs = fs->refs;
+		refs->refs++;
+		pthread_mutex_unlock(&fs->refs_lock);
+		*out = refs;
+		return 0;
+	}
+	pthread_mutex_unlock(&fs->refs_lock);
+
+	refs = hubfs_calloc(1, sizeof(*refs));
+	if (!refs)
+		return -ENOMEM;
+	refs->refs = 1;
+	err = hubfs_hub_list_refs(fs->hub, false, collect_ref, refs);
+	if (err) {
+		refs_free(refs);
+		pthread_mutex_lock(&fs->refs_lock);
+		refs = fs->refs;	/* serve the last listing if any */
+		if (refs)
+			refs->refs++;
+		pthread_mutex_unlock(&fs->refs_lock);
+		if (!refs)
+			return err;
+		*out = refs;
+		return 0;
+	}
+	pthread_mutex_lock(&fs->refs_lock);
+	if (fs->refs && --fs->refs->refs == 0)
+		refs_free(fs->refs);
+	fs->refs = refs;
+	fs->refs_at = now;
+	refs->refs += 1;	/* the caller's */
+	pthread_mutex_unlock(&fs->refs_lock);
+	*out = refs;
+	return 0;
+}
+
+/* --- inodes ---------------------------------------------------------------- */
+
+static struct hubfs_fs *req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct fs_inode *itab_find(struct hubfs_fs *fs, fuse_ino_t ino)
+{
+	struct fs_inode *in;
+
+	for (in = fs->itab[ino % ITAB_SIZE]; in; in = in->hnext)
+		if (in->ino == ino)
+			return in;
+	return NULL;
+}
+
+static void itab_insert(struct hubfs_fs *fs, struct fs_inode *in)
+{
+	struct fs_inode **head = &fs->itab[in->ino % ITAB_SIZE];
+
+	in->hnext = *head;
+	*head = in;
+}
+
+static void itab_remove(struct hubfs_fs *fs, struct fs_inode *in)
+{
+	struct fs_inode **p;
+
+	for (p = &fs->itab[in->ino % ITAB_SIZE]; *p; p = &(*p)->hnext) {
+		if (*p == in) {
+			*p = in->hnext;
+			return;
+		}
+	}
+}
+
+/* The inode for @ino, or NULL if the kernel named one we do not know. */
+static struct fs_inode *inode_get(struct hubfs_fs *fs, fuse_ino_t ino)
+{
+	struct fs_inode *in;
+
+	if (ino == FUSE_ROOT_ID)
+		return &fs->root_inode;
+	if (ino == INO_REVS)
+		return &fs->revs_inode;
+	pthread_mutex_lock(&fs->itab_lock);
+	in = itab_find(fs, ino);
+	pthread_mutex_unlock(&fs->itab_lock);
+	return in;
+}
+
+/* Count one more kernel reference to the inode of @node in @tree. */
+static struct fs_inode *inode_for_node(struct hubfs_fs *fs,
+				       struct fs_rev *rev,
+				       struct fs_tree *tree,
+				       struct fs_node *node)
+{
+	uint64_t h = hash64(rev->dirname, node->path, node->oid);
+	fuse_ino_t ino = (h & ~(1ULL << 63)) | INO_DYNAMIC;
+	struct fs_inode *in;
+
+	pthread_mutex_lock(&fs->itab_lock);
+	for (;; ino = ((ino + 1) & ~(1ULL << 63)) | INO_DYNAMIC) {
+		in = itab_find(fs, ino);
+		if (!in)
+			break;
+		if (in->kind == K_NODE && in->rev == rev &&
+		    strcmp(in->node->path, node->path) == 0 &&
+		    strcmp(in->node->oid, node->oid) == 0) {
+			in->nlookup++;
+			pthread_mutex_unlock(&fs->itab_lock);
+			return in;
+		}
+	}
+	in = hubfs_calloc(1, sizeof(*in));
+	if (in) {
+		in->ino = ino;
+		in->kind = K_NODE;
+		in->nlookup = 1;
+		in->rev = rev;
+		in->tree = tree;
+		in->node = node;
+		fs_tree_get(tree);
+		itab_insert(fs, in);
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+	return in;
+}
+
+/* Count one more kernel reference to a revision's root inode. */
+static struct fs_inode *inode_for_rev(struct hubfs_fs *fs, struct fs_rev *rev)
+{
+	struct fs_inode *in;
+
+	if (rev == fs->main)
+		return &fs->root_inode;
+	pthread_mutex_lock(&fs->itab_lock);
+	in = itab_find(fs, rev->ino);
+	if (in) {
+		in->nlookup++;
+	} else {
+		in = hubfs_calloc(1, sizeof(*in));
+		if (in) {
+			in->ino = rev->ino;
+			in->kind = K_REV_ROOT;
+			in->nlookup = 1;
+			in->rev = rev;
+			itab_insert(fs, in);
+		}
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+	return in;
+}
+
+static void inode_forget(struct hubfs_fs *fs, fuse_ino_t ino, uint64_t n)
+{
+	struct fs_inode *in;
+	struct fs_tree *tree = NULL;
+
+	if (ino == FUSE_ROOT_ID || ino == INO_REVS)
+		return;
+	pthread_mutex_lock(&fs->itab_lock);
+	in = itab_find(fs, ino);
+	if (in && in->nlookup <= n) {
+		itab_remove(fs, in);
+		tree = in->tree;
+	} else if (in) {
+		in->nlookup -= n;
+		in = NULL;
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+	if (in) {
+		hubfs_free(in);
+		fs_tree_put(tree);
+	}
+}
+
+/* --- attributes ------------------------------------------------------------ */
+
+static void fill_stat(struct hubfs_fs *fs, struct stat *st, fuse_ino_t ino,
+		      const struct fs_node *node, int64_t mtime)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_mtim.tv_sec = mtime;
+	st->st_ctim.tv_sec = mtime;
+	st->st_atim.tv_sec = mtime;
+	st->st_blksize = HUBFS_CACHE_BLOCK_SIZE;
+	if (!node || node->type == HUBFS_ENTRY_DIR) {
+		uint32_t i, subdirs = 0;
+
+		for (i = 0; node && i < node->nchildren; i++)
+			subdirs += node->children[i]->type == HUBFS_ENTRY_DIR;
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2 + subdirs;
+	} else {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)node->size;
+		st->st_blocks = (blkcnt_t)((node->size + 511) / 512);
+	}
+}
+
+/*
+ * The attributes of @in and how long the kernel may keep them.  For a
+ * revision root this may re-resolve the revision.
+ */
+static void inode_stat(struct hubfs_fs *fs, struct fs_inode *in,
+		       struct stat *st, double *timeout)
+{
+	struct fs_tree *tree;
+
+	switch (in->kind) {
+	case K_REVS_DIR:
+		tree = rev_tree(fs, fs->main);
+		fill_stat(fs, st, in->ino, NULL, tree->time);
+		fs_tree_put(tree);
+		*timeout = fs->cfg->refresh ? fs->cfg->refresh : 60;
+		break;
+	case K_REV_ROOT:
+		tree = rev_tree(fs, in->rev);
+		fill_stat(fs, st, in->ino, tree->root, tree->time);
+		if (in->rev == fs->main)
+			st->st_nlink++;		/* .revisions */
+		fs_tree_put(tree);
+		*timeout = rev_timeout(fs, in->rev);
+		break;
+	case K_NODE:
+		fill_stat(fs, st, in->ino, in->node, in->tree->time);
+		*timeout = rev_timeout(fs, in->rev);
+		break;
+	}
+}
+
+static void fill_entry(struct hubfs_fs *fs, struct fs_inode *in,
+		       struct fuse_entry_param *e)
+{
+	double timeout;
+
+	memset(e, 0, sizeof(*e));
+	e->ino = in->ino;
+	e->generation = 1;
+	inode_stat(fs, in, &e->attr, &timeout);
+	e->attr_timeout = timeout;
+	e->entry_timeout = timeout;
+}
+
+/* --- lookup ---------------------------------------------------------------- */
+
+/*
+ * Find @name in directory @parent: the child's inode with one more
+ * lookup counted, or a negative errno.  *@neg_timeout is how long the
+ * kernel may remember that the name does not exist.
+ */
+static int do_lookup(struct hubfs_fs *fs, fuse_ino_t parent, const char *name,
+		     struct fs_inode **out, double *neg_timeout)
+{
+	struct fs_inode *dir = inode_get(fs, parent);
+	struct fs_tree *tree;
+	struct fs_node *node = NULL;
+	struct fs_rev *rev;
+	int err;
+
+	*neg_timeout = 0;
+	*out = NULL;
+	if (!dir)
+		return -ESTALE;
+	switch (dir->kind) {
+	case K_REVS_DIR:
+		err = rev_get(fs, name, &rev);
+		if (err)
+			return err == -ENOENT ? -ENOENT : err;
+		*out = inode_for_rev(fs, rev);
+		return *out ? 0 : -ENOMEM;
+	case K_REV_ROOT:
+		if (dir->rev == fs->main && strcmp(name, REVS_NAME) == 0) {
+			*out = &fs->revs_inode;
+			return 0;
+		}
+		tree = rev_tree(fs, dir->rev);
+		node = fs_tree_child(tree->root, name);
+		*neg_timeout = rev_timeout(fs, dir->rev);
+		*out = node ? inode_for_node(fs, dir->rev, tree, node) : NULL;
+		fs_tree_put(tree);
+		break;
+	case K_NODE:
+		if (dir->node->type != HUBFS_ENTRY_DIR)
+			return -ENOTDIR;
+		node = fs_tree_child(dir->node, name);
+		*neg_timeout = rev_timeout(fs, dir->rev);
+		*out = node ? inode_for_node(fs, dir->rev, dir->tree, node)
+			    : NULL;
+		break;
+	}
+	if (!node)
+		return -ENOENT;
+	return *out ? 0 : -ENOMEM;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fuse_entry_param e;
+	struct fs_inode *in;
+	double neg;
+	int err;
+
+	hubfs_err_clear();
+	err = do_lookup(fs, parent, name, &in, &neg);
+	if (err == -ENOENT && neg > 0) {
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = neg;	/* a negative entry */
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (err) {
+		if (err != -ENOENT)
+			hlog(LOG_ERR, "lookup %s: %s%s%s", name, strerror(-err),
+			     *hubfs_err_get() ? ": " : "", hubfs_err_get());
+		fuse_reply_err(req, -err);
+		return;
+	}
+	fill_entry(fs, in, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	inode_forget(req_fs(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		inode_forget(req_fs(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *in = inode_get(fs, ino);
+	struct stat st;
+	double timeout;
+
+	(void)fi;
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	inode_stat(fs, in, &st, &timeout);
+	fuse_reply_attr(req, &st, timeout);
+}
+
+/* --- directories ------------------------------------------------------------ */
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *in = inode_get(fs, ino);
+	struct dir_handle *d;
+	int err;
+
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (in->kind == K_NODE && in->node->type != HUBFS_ENTRY_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	d = hubfs_calloc(1, sizeof(*d));
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	switch (in->kind) {
+	case K_REVS_DIR:
+		err = refs_fetch(fs, &d->refs);
+		if (err) {
+			hlog(LOG_ERR, "listing %s: %s: %s", REVS_NAME,
+			     strerror(-err), hubfs_err_get());
+			hubfs_free(d);
+			fuse_reply_err(req, -err);
+			return;
+		}
+		break;
+	case K_REV_ROOT:
+		d->tree = rev_tree(fs, in->rev);
+		d->node = d->tree->root;
+		d->rev = in->rev;
+		d->is_mount_root = in->rev == fs->main;
+		break;
+	case K_NODE:
+		d->tree = in->tree;
+		fs_tree_get(d->tree);
+		d->node = in->node;
+		d->rev = in->rev;
+		break;
+	}
+	fi->fh = (uintptr_t)d;
+	/* Immutable directories may be cached by the kernel. */
+	fi->cache_readdir = d->rev && rev_timeout(fs, d->rev) == FOREVER;
+	fi->keep_cache = fi->cache_readdir;
+	fuse_reply_open(req, fi);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, struct fuse_file_info *fi, bool plus)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	size_t count = d->refs ? d->refs->n : d->node->nchildren;
+	char *buf = hubfs_malloc(size);
+	size_t used = 0;
+	off_t i;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (i = off; i < (off_t)count + 2; i++) {
+		struct fuse_entry_param e;
+		struct fs_inode *in = NULL;
+		const char *name;
+		size_t n;
+
+		memset(&e, 0, sizeof(e));
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+			e.attr.st_mode = S_IFDIR;
+		} else if (d->refs) {
+			name = d->refs->items[i - 2].dirname;
+			/* No attributes: each revision resolves on lookup. */
+			e.attr.st_ino = hash64("rev", name, "") | (1ULL << 63);
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			struct fs_node *node = d->node->children[i - 2];
+
+			name = node->name;
+			if (plus) {
+				in = inode_for_node(fs, d->rev, d->tree, node);
+				if (!in)
+					break;
+				fill_entry(fs, in, &e);
+			} else {
+				e.attr.st_ino = hash64(d->rev->dirname,
+						       node->path, node->oid);
+				e.attr.st_mode = node->type == HUBFS_ENTRY_DIR
+							 ? S_IFDIR : S_IFREG;
+			}
+		}
+		if (plus)
+			n = fuse_add_direntry_plus(req, buf + used, size - used,
+						   name, &e, i + 1);
+		else
+			n = fuse_add_direntry(req, buf + used, size - used,
+					      name, &e.attr, i + 1);
+		if (n > size - used) {
+			if (in)	/* it did not fit: the kernel never saw it */
+				inode_forget(fs, in->ino, 1);
+			break;
+		}
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	hubfs_free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	fs_tree_put(d->tree);
+	refs_put(req_fs(req), d->refs);
+	hubfs_free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* --- files ------------------------------------------------------------------ */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *in = inode_get(fs, ino);
+	struct fs_file *f;
+	int err;
+
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (in->kind != K_NODE || in->node->type != HUBFS_ENTRY_FILE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	f = hubfs_calloc(1, sizeof(*f));
+	if (!f) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	hubfs_err_clear();
+	err = fs_reader_open(&f->obj, fs->reader, in->tree, in->node);
+	if (err) {
+		hlog(LOG_ERR, "open %s: %s: %s", in->node->path, strerror(-err),
+		     hubfs_err_get());
+		hubfs_free(f);
+		fuse_reply_err(req, -err);
+		return;
+	}
+	f->tree = in->tree;
+	fs_tree_get(f->tree);
+	f->node = in->node;
+	pthread_mutex_init(&f->lock, NULL);
+	fi->fh = (uintptr_t)f;
+	fi->keep_cache = 1;	/* the inode number changes with the content */
+	fuse_reply_open(req, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
+	size_t len = 0;
+	int fd = -1, err;
+
+	(void)ino;
+	hubfs_err_clear();
+	pthread_mutex_lock(&f->lock);
+	fs_reader_advise(f->obj, &f->stream, (uint64_t)off, size);
+	pthread_mutex_unlock(&f->lock);
+	err = fs_reader_prepare(f->obj, (uint64_t)off, size, &fd, &len);
+	if (err == -ENOSPC) {
+		/* The cache is full of files in use: read around it. */
+		char *buf = hubfs_malloc(size);
+		ssize_t n = buf ? fs_reader_read_direct(f->obj, buf, size,
+							(uint64_t)off)
+				: -ENOMEM;
+		if (n >= 0) {
+			fuse_reply_buf(req, buf, (size_t)n);
+			hubfs_free(buf);
+			return;
+		}
+		hubfs_free(buf);
+		err = (int)n;
+	}
+	if (err) {
+		hlog(LOG_ERR, "read %s at %lld: %s%s%s", f->node->path,
+		     (long long)off, strerror(-err),
+		     *hubfs_err_get() ? ": " : "", hubfs_err_get());
+		fuse_reply_err(req, -err);
+		return;
+	}
+	if (len == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	bv.buf[0].size = len;
+	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	bv.buf[0].fd = fd;
+	bv.buf[0].pos = off;
+	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	fs_object_put(f->obj);
+	fs_tree_put(f->tree);
+	pthread_mutex_destroy(&f->lock);
+	hubfs_free(f);
+	fuse_reply_err(req, 0);
+}
+
+/* --- extended attributes and statfs ---------------------------------------- */
+
+#define XATTR_COMMIT "user.hubfs.commit"
+#define XATTR_OID "user.hubfs.oid"
+#define XATTR_SHA256 "user.hubfs.sha256"
+
+/*
+ * The value of attribute @name of @in into @buf (size @n); returns the
+ * length, or -ENODATA.  For a revision root, @tree is its current tree.
+ */
+static int xattr_value(struct fs_inode *in, struct fs_tree *tree,
+		       const char *name, char *buf, size_t n)
+{
+	const struct fs_node *node = in->kind == K_NODE ? in->node : NULL;
+
+	if (strcmp(name, XATTR_COMMIT) == 0 && tree)
+		return snprintf(buf, n, "%s", tree->commit);
+	if (strcmp(name, XATTR_OID) == 0 && node)
+		return snprintf(buf, n, "%s", node->oid);
+	if (strcmp(name, XATTR_SHA256) == 0 && node && node->lfs)
+		return snprintf(buf, n, "%s", node->sha256);
+	return -ENODATA;
+}
+
+static struct fs_tree *xattr_tree(struct hubfs_fs *fs, struct fs_inode *in)
+{
+	if (in->kind == K_NODE) {
+		fs_tree_get(in->tree);
+		return in->tree;
+	}
+	if (in->kind == K_REV_ROOT)
+		return rev_tree(fs, in->rev);
+	return NULL;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *in = inode_get(fs, ino);
+	struct fs_tree *tree;
+	char value[128];
+	int len;
+
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	tree = xattr_tree(fs, in);
+	len = xattr_value(in, tree, name, value, sizeof(value));
+	fs_tree_put(tree);
+	if (len < 0)
+		fuse_reply_err(req, -len);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else if (size < (size_t)len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, (size_t)len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char *const names[] = { XATTR_COMMIT, XATTR_OID,
+					      XATTR_SHA256 };
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *in = inode_get(fs, ino);
+	struct fs_tree *tree;
+	char list[128], value[128];
+	size_t used = 0, i;
+
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	tree = xattr_tree(fs, in);
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (xattr_value(in, tree, names[i], value, sizeof(value)) < 0)
+			continue;
+		memcpy(list + used, names[i], strlen(names[i]) + 1);
+		used += strlen(names[i]) + 1;
+	}
+	fs_tree_put(tree);
+	if (size == 0)
+		fuse_reply_xattr(req, used);
+	else if (size < used)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, list, used);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct hubfs_cache_stats cs;
+	struct fs_tree *tree = rev_tree(fs, fs->main);
+	struct statvfs sv;
+
+	(void)ino;
+	hubfs_cache_get_stats(fs->cache, &cs);
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = cs.max_bytes / 4096;
+	sv.f_bfree = cs.used_bytes < cs.max_bytes
+			     ? (cs.max_bytes - cs.used_bytes) / 4096 : 0;
+	sv.f_bavail = sv.f_bfree;
+	sv.f_files = tree->nnodes;
+	sv.f_namemax = HUBFS_NAME_MAX;
+	fs_tree_put(tree);
+	fuse_reply_statfs(req, &sv);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct hubfs_fs *fs = userdata;
+
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+		conn->want |= FUSE_CAP_SPLICE_MOVE;
+	/* libfuse 3.14 insists that init agrees with -o max_read. */
+	if (fs->cfg->max_read)
+		conn->max_read = fs->cfg->max_read;
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.open = op_open,
+	.read = op_read,
+	.release = op_release,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.statfs = op_statfs,
+};
+
+/* --- lifecycle ---------------------------------------------------------------- */
+
+int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
+		 struct hubfs_hub *hub, struct hubfs_cache *cache)
+{
+	struct hubfs_fs *fs = hubfs_calloc(1, sizeof(*fs));
+	const char *type;
+	size_t n;
+	int err = -ENOMEM;
+
+	if (!fs)
+		return -ENOMEM;
+	fs->cfg = cfg;
+	fs->hub = hub;
+	fs->cache = cache;
+	fs->uid = cfg->uid_set ? cfg->uid : getuid();
+	fs->gid = cfg->gid_set ? cfg->gid : getgid();
+	pthread_mutex_init(&fs->revs_lock, NULL);
+	pthread_mutex_init(&fs->itab_lock, NULL);
+	pthread_mutex_init(&fs->refs_lock, NULL);
+	type = repo_type_plural[cfg->repo_type];
+	n = strlen(cfg->endpoint) + strlen(type) + strlen(cfg->repo_namespace) +
+	    strlen(cfg->repo_name) + 4;
+	fs->repo_key = hubfs_malloc(n);
+	fs->repo_label = hubfs_malloc(n);
+	if (!fs->repo_key || !fs->repo_label)
+		goto out_free;
+	snprintf(fs->repo_key, n, "%s %s/%s/%s", cfg->endpoint, type,
+		 cfg->repo_namespace, cfg->repo_name);
+	snprintf(fs->repo_label, n, "%s/%s/%s", type, cfg->repo_namespace,
+		 cfg->repo_name);
+
+	err = rev_new(fs, cfg->revision, &fs->main);
+	if (err)
+		goto out_free;
+	fs->revs = fs->main;
+	fs->root_inode.ino = FUSE_ROOT_ID;
+	fs->root_inode.kind = K_REV_ROOT;
+	fs->root_inode.rev = fs->main;
+	fs->revs_inode.ino = INO_REVS;
+	fs->revs_inode.kind = K_REVS_DIR;
+	*out = fs;
+	return 0;
+
+out_free:
+	hubfs_fs_free(fs);
+	return err;
+}
+
+int hubfs_fs_mount(struct hubfs_fs *fs)
+{
+	const struct hubfs_config *cfg = fs->cfg;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fs_reader_opts ropts = FS_READER_OPTS_INIT;
+	char *opts = NULL;
+	int err;
+
+	err = fs_reader_new(&fs->reader, fs->hub, fs->cache, &ropts);
+	if (err)
+		return err;
+	if (asprintf(&opts, "fsname=hubfs:%s,subtype=hubfs,ro,"
+		     "default_permissions%s%s%s", fs->repo_label,
+		     cfg->allow_other ? ",allow_other" : "",
+		     cfg->fuse_opts ? "," : "",
+		     cfg->fuse_opts ? cfg->fuse_opts : "") < 0)
+		return -ENOMEM;
+	if (fuse_opt_add_arg(&args, "hubfs") ||
+	    fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, opts)) {
+		err = -ENOMEM;
+		goto out_free_args;
+	}
+	if (cfg->debug && fuse_opt_add_arg(&args, "-d")) {
+		err = -ENOMEM;
+		goto out_free_args;
+	}
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!fs->se) {
+		hubfs_err_set("cannot create the FUSE session (bad mount "
+			      "options?)");
+		err = -EINVAL;
+		goto out_free_args;
+	}
+	if (fuse_set_signal_handlers(fs->se) == 0)
+		fs->signals = true;
+	if (fuse_session_mount(fs->se, cfg->mountpoint) != 0) {
+		hubfs_err_set("cannot mount on %s", cfg->mountpoint);
+		err = -EIO;
+		goto out_free_args;
+	}
+	fs->mounted = true;
+	err = 0;
+out_free_args:
+	fuse_opt_free_args(&args);
+	free(opts);
+	return err;
+}
+
+int hubfs_fs_loop(struct hubfs_fs *fs)
+{
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	int err;
+
+	if (!lc)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	fuse_loop_cfg_set_max_threads(lc, 32);
+	fuse_loop_cfg_set_idle_threads(lc, 8);
+	err = fuse_session_loop_mt(fs->se, lc);
+	fuse_loop_cfg_destroy(lc);
+	return err < 0 ? err : 0;
+}
+
+void hubfs_fs_root_commit(struct hubfs_fs *fs, char commit[41])
+{
+	pthread_mutex_lock(&fs->main->lock);
+	memcpy(commit, fs->main->tree->commit, 41);
+	pthread_mutex_unlock(&fs->main->lock);
+}
+
+void hubfs_fs_free(struct hubfs_fs *fs)
+{
+	struct fs_rev *rev, *next;
+	size_t i;
+
+	if (!fs)
+		return;
+	if (fs->se) {
+		if (fs->mounted)
+			fuse_session_unmount(fs->se);
+		if (fs->signals)
+			fuse_remove_signal_handlers(fs->se);
+		fuse_session_destroy(fs->se);
+	}
+	fs_reader_free(fs->reader);
+	for (i = 0; i < ITAB_SIZE; i++) {
+		struct fs_inode *in = fs->itab[i], *nx;
+
+		for (; in; in = nx) {
+			nx = in->hnext;
+			fs_tree_put(in->tree);
+			hubfs_free(in);
+		}
+	}
+	for (rev = fs->revs; rev; rev = next) {
+		next = rev->next;
+		rev_free(rev);
+	}
+	if (fs->refs && --fs->refs->refs == 0)
+		refs_free(fs->refs);
+	pthread_mutex_destroy(&fs->refs_lock);
+	pthread_mutex_destroy(&fs->itab_lock);
+	pthread_mutex_destroy(&fs->revs_lock);
+	hubfs_free(fs->repo_key);
+	hubfs_free(fs->repo_label);
+	hubfs_free(fs);
+}

@@ -1,0 +1,772 @@
+/*
+ * Fetching file content through the block cache.
+ *
+ * DESIGN
+ *
+ * Every byte a reader gets comes from the block cache's data file: a read
+ * first makes sure the blocks it covers are present, fetching the missing
+ * ones from the Hub straight into the cache, then the FUSE layer replies
+ * from the cache file (zero-copy where the kernel allows).  Nothing is
+ * buffered in memory on the way: the Hub client hands bytes to a sink that
+ * writes them to the data file and checksums each block, so memory use
+ * does not grow with file size, readers or readahead.
+ *
+ * Objects.  One struct fs_object per content key (sha256 for LFS files,
+ * the git blob id otherwise) is shared by every open file with that
+ * content, whatever its path, revision or repository.  It holds the cache
+ * object (which pins the blocks against eviction), the list of runs being
+ * fetched, and the whole-file hash state.
+ *
+ * Runs.  A run is a range of consecutive blocks fetched with one HTTP
+ * range request.  A block is in at most one unfinished run: a reader that
+ * needs a block some run is fetching waits for that run to commit it
+ * instead of fetching it again, so two readers of the same missing block
+ * cause one fetch.  Adjacent missing blocks coalesce into one run, up to
+ * max_run_blocks.  Run states:
+ *
+ *	FETCHING --block committed--> FETCHING (next advances)
+ *	FETCHING --all committed--> DONE(err 0)
+ *	FETCHING --request failed--> DONE(err < 0)
+ *
+ * The run a read needs first is fetched by the reading thread itself;
+ * the others, and readahead, go to a pool of worker threads.  Readahead
+ * queues are bounded (readahead is dropped, never waited for, when full).
+ *
+ * Readahead.  A file handle whose reads follow each other is sequential:
+ * its window doubles on every such read, up to max_window_blocks, and the
+ * blocks within the window past the current read are queued.  A read
+ * anywhere else resets the window, so random readers (mmap faults,
+ * tensor loads) fetch what they touch and little more.
+ *
+ * Integrity.  Each block carries a CRC checked by the cache.  Besides,
+ * once every block of an object has been fetched, its content hash is
+ * checked against the key: sha256 for LFS files, the git blob hash
+ * otherwise.  The hash advances block by block in order as blocks arrive
+ * (whoever commits a block advances it as far as it can).  On a mismatch
+ * the cached blocks are dropped and the next reads fetch them again; a
+ * second mismatch makes every further read of the object fail with EIO.
+ *
+ * Locks: reader->lock guards the object table, object reference counts
+ * and the job queue.  obj->lock guards the run list and run fields.
+ * obj->hash_lock guards the hash state.  reader->lock is taken before
+ * obj->lock when both are held; hash_lock is never held with the others.
+ * No lock is held across an HTTP request.
+ */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+#include "hubfs/err.h"
+#include "hubfs/log.h"
+#include "hubfs/mem.h"
+
+#define BS ((uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+#define TABLE_SIZE 1024
+#define HASH_CHUNK (64 * 1024)
+
+struct fs_run {
+	uint64_t start, end;	/* blocks [start, end) */
+	uint64_t next;		/* blocks [start, next) are committed */
+	int err;
+	bool done;
+	unsigned int refs;	/* obj->lock */
+	struct fs_run *link;	/* obj->runs */
+};
+
+struct fs_object {
+	struct fs_reader *reader;
+	char key[65];
+	char *commit;
+	char *path;
+	bool lfs;
+	uint64_t size;
+	uint64_t nblocks;
+	struct hubfs_cache_obj *cobj;
+	unsigned int refs;		/* reader->lock */
+	struct fs_object *hnext;	/* reader->lock */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct fs_run *runs;		/* unfinished runs; lock */
+	int failed;			/* permanent error; lock */
+
+	pthread_mutex_t hash_lock;
+	atomic_bool hash_pending;
+	EVP_MD_CTX *md;			/* hash_lock */
+	uint64_t hash_next;		/* hash_lock: next block to hash */
+	atomic_bool verified;
+	unsigned int mismatches;	/* hash_lock */
+};
+
+struct job {
+	struct fs_object *obj;
+	struct fs_run *run;
+	struct job *next;
+};
+
+struct fs_reader {
+	struct hubfs_hub *hub;
+	struct hubfs_cache *cache;
+	struct fs_reader_opts opts;
+	pthread_mutex_t lock;
+	pthread_cond_t qcond;
+	struct job *qhead, *qtail;	/* lock */
+	unsigned int qlen;		/* lock: queued readahead jobs */
+	bool stop;			/* lock */
+	struct fs_object *table[TABLE_SIZE];	/* lock */
+	pthread_t *threads;
+	unsigned int nthreads;
+};
+
+static uint64_t block_len(const struct fs_object *obj, uint64_t idx)
+{
+	uint64_t start = idx * BS;
+
+	return obj->size - start < BS ? obj->size - start : BS;
+}
+
+static unsigned int key_bucket(const char *key)
+{
+	unsigned int h = 0;
+
+	for (; *key; key++)
+		h = h * 31 + (unsigned char)*key;
+	return h % TABLE_SIZE;
+}
+
+/* --- hashing ------------------------------------------------------------ */
+
+static int hash_start(struct fs_object *obj)
+{
+	obj->md = EVP_MD_CTX_new();
+	if (!obj->md)
+		return -ENOMEM;
+	if (!EVP_DigestInit_ex(obj->md, obj->lfs ? EVP_sha256() : EVP_sha1(),
+			       NULL))
+		return -EIO;
+	if (!obj->lfs) {
+		char hdr[32];
+		int n = snprintf(hdr, sizeof(hdr), "blob %llu",
+				 (unsigned long long)obj->size);
+
+		/* A git blob id hashes "blob SIZE\0" and the content. */
+		if (!EVP_DigestUpdate(obj->md, hdr, (size_t)n + 1))
+			return -EIO;
+	}
+	obj->hash_next = 0;
+	return 0;
+}
+
+static void hash_finish(struct fs_object *obj)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+	EVP_DigestFinal_ex(obj->md, md, &n);
+	for (i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	if (strcmp(hex, obj->key) == 0) {
+		atomic_store(&obj->verified, true);
+		hubfs_cache_obj_set_verified(obj->cobj);
+		return;
+	}
+	obj->mismatches++;
+	hlog(LOG_ERR, "%s: content fetched does not match its %s %s; "
+	     "dropping its cached blocks", obj->path,
+	     obj->lfs ? "sha256" : "blob id", obj->key);
+	hubfs_cache_obj_drop(obj->cobj);
+	if (obj->mismatches >= 2) {
+		pthread_mutex_lock(&obj->lock);
+		obj->failed = -EIO;
+		pthread_mutex_unlock(&obj->lock);
+	}
+	EVP_MD_CTX_free(obj->md);
+	obj->md = NULL;
+}
+
+/* Hash as many blocks, in order, as are present. */
+static void hash_advance_locked(struct fs_object *obj)
+{
+	static __thread unsigned char buf[HASH_CHUNK];
+
+	if (!obj->md && hash_start(obj) != 0) {
+		EVP_MD_CTX_free(obj->md);
+		obj->md = NULL;
+		return;
+	}
+	while (obj->hash_next < obj->nblocks) {
+		uint64_t idx = obj->hash_next, done = 0, len = block_len(obj, idx);
+
+		if (hubfs_cache_block_present(obj->cobj, idx) != 1)
+			return;
+		while (done < len) {
+			size_t n = len - done < HASH_CHUNK ? len - done
+							   : HASH_CHUNK;
+			ssize_t got = hubfs_cache_obj_pread(obj->cobj, buf, n,
+							    idx * BS + done);
+			if (got != (ssize_t)n)
+				return;	/* the next advance retries */
+			EVP_DigestUpdate(obj->md, buf, n);
+			done += n;
+		}
+		obj->hash_next++;
+	}
+	hash_finish(obj);
+}
+
+/*
+ * Advance the whole-file hash.  If another thread is hashing, leave a
+ * note that there may be more: it loops until no note is left.
+ */
+static void hash_advance(struct fs_object *obj)
+{
+	if (atomic_load(&obj->verified) || obj->nblocks == 0)
+		return;
+	atomic_store(&obj->hash_pending, true);
+	while (atomic_load(&obj->hash_pending)) {
+		if (pthread_mutex_trylock(&obj->hash_lock) != 0)
+			return;
+		atomic_store(&obj->hash_pending, false);
+		if (!atomic_load(&obj->verified))
+			hash_advance_locked(obj);
+		pthread_mutex_unlock(&obj->hash_lock);
+	}
+}
+
+/* --- runs --------------------------------------------------------------- */
+
+static void run_put(struct fs_object *obj, struct fs_run *run)
+{
+	if (--run->refs == 0)
+		hubfs_free(run);
+	(void)obj;
+}
+
+static void run_finish(struct fs_object *obj, struct fs_run *run, int err)
+{
+	struct fs_run **p;
+
+	pthread_mutex_lock(&obj->lock);
+	run->done = true;
+	run->err = err;
+	for (p = &obj->runs; *p; p = &(*p)->link) {
+		if (*p == run) {
+			*p = run->link;
+			run_put(obj, run);	/* the list's reference */
+			break;
+		}
+	}
+	pthread_cond_broadcast(&obj->cond);
+	run_put(obj, run);			/* the runner's reference */
+	pthread_mutex_unlock(&obj->lock);
+}
+
+struct sink_state {
+	struct fs_object *obj;
+	struct fs_run *run;
+	uint64_t block;		/* block being filled */
+	uint64_t fill;		/* bytes of it written */
+	uint32_t crc;
+};
+
+static int sink_to_cache(void *arg, uint64_t off, const void *data,
+			 size_t len)
+{
+	struct sink_state *st = arg;
+	struct fs_object *obj = st->obj;
+	const unsigned char *p = data;
+	int err;
+
+	while (len > 0) {
+		uint64_t blen = block_len(obj, st->block);
+		size_t n = blen - st->fill < len ? (size_t)(blen - st->fill)
+						 : len;
+
+		if (off != st->block * BS + st->fill)
+			return -EIO;	/* the Hub client broke its order */
+		err = hubfs_cache_obj_pwrite(obj->cobj, p, n, off);
+		if (err)
+			return err;
+		st->crc = hubfs_crc32c(st->crc, p, n);
+		st->fill += n;
+		p += n;
+		off += n;
+		len -= n;
+		if (st->fill < blen)
+			continue;
+		err = hubfs_cache_block_commit(obj->cobj, st->block, st->crc);
+		if (err)
+			return err;
+		pthread_mutex_lock(&obj->lock);
+		st->run->next = st->block + 1;
+		pthread_cond_broadcast(&obj->cond);
+		pthread_mutex_unlock(&obj->lock);
+		st->block++;
+		st->fill = 0;
+		st->crc = 0;
+	}
+	return 0;
+}
+
+/* Fetch a run into the cache; consumes the runner's reference. */
+static void run_fetch(struct fs_object *obj, struct fs_run *run)
+{
+	struct fs_reader *r = obj->reader;
+	struct sink_state st = { .obj = obj, .run = run, .block = run->start };
+	struct hubfs_hub_file file = {
+		.commit = obj->commit, .path = obj->path, .key = obj->key,
+		.lfs = obj->lfs, .size = obj->size,
+	};
+	uint64_t off = run->start * BS;
+	uint64_t end = run->end * BS < obj->size ? run->end * BS : obj->size;
+	int err;
+
+	err = hubfs_cache_reserve(r->cache, end - off);
+	if (!err)
+		err = hubfs_hub_read_range(r->hub, &file, off, end - off,
+					   sink_to_cache, &st);
+	if (err && err != -ENOSPC)
+		hlog(LOG_ERR, "%s: fetching bytes %llu-%llu failed: %s (%s)",
+		     obj->path, (unsigned long long)off,
+		     (unsigned long long)end - 1, strerror(-err),
+		     hubfs_err_get());
+	run_finish(obj, run, err);
+	if (!err)
+		hash_advance(obj);
+}
+
+static struct fs_run *run_covering(struct fs_object *obj, uint64_t idx)
+{
+	struct fs_run *run;
+
+	for (run = obj->runs; run; run = run->link)
+		if (idx >= run->next && idx < run->end)
+			return run;
+	return NULL;
+}
+
+/* Create a run for blocks [start, end) and put it on the list; the
+ * caller gets one reference (the runner's). */
+static struct fs_run *run_new(struct fs_object *obj, uint64_t start,
+			      uint64_t end)
+{
+	struct fs_run *run = hubfs_calloc(1, sizeof(*run));
+
+	if (!run)
+		return NULL;
+	run->start = run->next = start;
+	run->end = end;
+	run->refs = 2;
+	run->link = obj->runs;
+	obj->runs = run;
+	return run;
+}
+
+/* Queue a run for the workers.  Readahead runs are refused when the
+ * queue is full; needed runs never are.  Returns false if refused. */
+static bool queue_run(struct fs_object *obj, struct fs_run *run, bool ra)
+{
+	struct fs_reader *r = obj->reader;
+	struct job *job = hubfs_malloc(sizeof(*job));
+
+	if (!job)
+		return false;
+	pthread_mutex_lock(&r->lock);
+	if (r->stop || (ra && r->qlen >= r->opts.queue_max)) {
+		pthread_mutex_unlock(&r->lock);
+		hubfs_free(job);
+		return false;
+	}
+	obj->refs++;
+	job->obj = obj;
+	job->run = run;
+	job->next = NULL;
+	if (r->qtail)
+		r->qtail->next = job;
+	else
+		r->qhead = job;
+	r->qtail = job;
+	if (ra)
+		r->qlen++;
+	pthread_cond_signal(&r->qcond);
+	pthread_mutex_unlock(&r->lock);
+	return true;
+}
+
+static void *worker_main(void *arg)
+{
+	struct fs_reader *r = arg;
+
+	for (;;) {
+		struct job *job;
+
+		pthread_mutex_lock(&r->lock);
+		while (!r->qhead && !r->stop)
+			pthread_cond_wait(&r->qcond, &r->lock);
+		if (!r->qhead) {
+			pthread_mutex_unlock(&r->lock);
+			return NULL;
+		}
+		job = r->qhead;
+		r->qhead = job->next;
+		if (!r->qhead)
+			r->qtail = NULL;
+		if (r->qlen > 0)
+			r->qlen--;
+		pthread_mutex_unlock(&r->lock);
+		if (r->stop)
+			run_finish(job->obj, job->run, -ECANCELED);
+		else
+			run_fetch(job->obj, job->run);
+		fs_object_put(job->obj);
+		hubfs_free(job);
+	}
+}
+
+/* --- reader ------------------------------------------------------------- */
+
+int fs_reader_new(struct fs_reader **out, struct hubfs_hub *hub,
+		  struct hubfs_cache *cache, const struct fs_reader_opts *opts)
+{
+	struct fs_reader *r = hubfs_calloc(1, sizeof(*r));
+	unsigned int i;
+
+	if (!r)
+		return -ENOMEM;
+	r->hub = hub;
+	r->cache = cache;
+	r->opts = *opts;
+	if (r->opts.max_run_blocks == 0)
+		r->opts.max_run_blocks = 1;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->qcond, NULL);
+	r->threads = hubfs_calloc(opts->workers ? opts->workers : 1,
+				  sizeof(*r->threads));
+	if (!r->threads) {
+		hubfs_free(r);
+		return -ENOMEM;
+	}
+	for (i = 0; i < (opts->workers ? opts->workers : 1); i++) {
+		int err = pthread_create(&r->threads[i], NULL, worker_main, r);
+
+		if (err) {
+			hubfs_err_set("cannot start fetch threads: %s",
+				      strerror(err));
+			r->nthreads = i;
+			fs_reader_free(r);
+			return -err;
+		}
+		r->nthreads = i + 1;
+	}
+	*out = r;
+	return 0;
+}
+
+void fs_reader_free(struct fs_reader *r)
+{
+	unsigned int i;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->stop = true;
+	pthread_cond_broadcast(&r->qcond);
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < r->nthreads; i++)
+		pthread_join(r->threads[i], NULL);
+	hubfs_free(r->threads);
+	pthread_cond_destroy(&r->qcond);
+	pthread_mutex_destroy(&r->lock);
+	hubfs_free(r);
+}
+
+static void object_free(struct fs_object *obj)
+{
+	if (!obj)
+		return;
+	hubfs_cache_obj_close(obj->cobj);
+	EVP_MD_CTX_free(obj->md);
+	pthread_mutex_destroy(&obj->hash_lock);
+	pthread_cond_destroy(&obj->cond);
+	pthread_mutex_destroy(&obj->lock);
+	hubfs_free(obj->commit);
+	hubfs_free(obj->path);
+	hubfs_free(obj);
+}
+
+static struct fs_object *object_new(struct fs_reader *r,
+				    const struct fs_tree *tree,
+				    const struct fs_node *node, int *err)
+{
+	struct fs_object *obj = hubfs_calloc(1, sizeof(*obj));
+
+	*err = -ENOMEM;
+	if (!obj)
+		return NULL;
+	obj->reader = r;
+	snprintf(obj->key, sizeof(obj->key), "%s", fs_node_key(node));
+	obj->commit = hubfs_strdup(tree->commit);
+	obj->path = hubfs_strdup(node->path);
+	obj->lfs = node->lfs;
+	obj->size = node->size;
+	obj->nblocks = (node->size + BS - 1) / BS;
+	obj->refs = 1;
+	pthread_mutex_init(&obj->lock, NULL);
+	pthread_cond_init(&obj->cond, NULL);
+	pthread_mutex_init(&obj->hash_lock, NULL);
+	if (!obj->commit || !obj->path)
+		goto out_free;
+	*err = hubfs_cache_obj_open(&obj->cobj, r->cache, obj->key, obj->size);
+	if (*err)
+		goto out_free;
+	atomic_store(&obj->verified,
+		     hubfs_cache_obj_verified(obj->cobj) == 1);
+	return obj;
+
+out_free:
+	object_free(obj);
+	return NULL;
+}
+
+int fs_reader_open(struct fs_object **out, struct fs_reader *r,
+		   const struct fs_tree *tree, const struct fs_node *node)
+{
+	const char *key = fs_node_key(node);
+	unsigned int b = key_bucket(key);
+	struct fs_object *obj, *fresh;
+	int err;
+
+	pthread_mutex_lock(&r->lock);
+	for (obj = r->table[b]; obj; obj = obj->hnext) {
+		if (strcmp(obj->key, key) == 0) {
+			obj->refs++;
+			pthread_mutex_unlock(&r->lock);
+			*out = obj;
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+
+	/* Opening touches the disk: do it unlocked, then recheck. */
+	fresh = object_new(r, tree, node, &err);
+	if (!fresh)
+		return err;
+	pthread_mutex_lock(&r->lock);
+	for (obj = r->table[b]; obj; obj = obj->hnext) {
+		if (strcmp(obj->key, key) == 0) {
+			obj->refs++;
+			pthread_mutex_unlock(&r->lock);
+			object_free(fresh);
+			*out = obj;
+			return 0;
+		}
+	}
+	fresh->hnext = r->table[b];
+	r->table[b] = fresh;
+	pthread_mutex_unlock(&r->lock);
+	*out = fresh;
+	return 0;
+}
+
+void fs_object_put(struct fs_object *obj)
+{
+	struct fs_reader *r;
+	struct fs_object **p;
+
+	if (!obj)
+		return;
+	r = obj->reader;
+	pthread_mutex_lock(&r->lock);
+	if (--obj->refs > 0) {
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	for (p = &r->table[key_bucket(obj->key)]; *p; p = &(*p)->hnext) {
+		if (*p == obj) {
+			*p = obj->hnext;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	object_free(obj);
+}
+
+/* Queue readahead for a sequential stream past block @last. */
+static void readahead(struct fs_object *obj, struct fs_stream *st,
+		      uint64_t last)
+{
+	struct fs_reader *r = obj->reader;
+	uint64_t idx = st->ra_next > last + 1 ? st->ra_next : last + 1;
+	uint64_t end = last + 1 + st->window;
+
+	if (end > obj->nblocks)
+		end = obj->nblocks;
+	while (idx < end) {
+		uint64_t start;
+		struct fs_run *run;
+
+		if (hubfs_cache_block_present(obj->cobj, idx) == 1) {
+			idx++;
+			continue;
+		}
+		pthread_mutex_lock(&obj->lock);
+		if (run_covering(obj, idx)) {
+			pthread_mutex_unlock(&obj->lock);
+			idx++;
+			continue;
+		}
+		start = idx++;
+		while (idx < end && idx - start < r->opts.max_run_blocks &&
+		       !run_covering(obj, idx) &&
+		       hubfs_cache_block_present(obj->cobj, idx) == 0)
+			idx++;
+		run = run_new(obj, start, idx);
+		pthread_mutex_unlock(&obj->lock);
+		if (!run)
+			break;
+		if (!queue_run(obj, run, true)) {
+			run_finish(obj, run, -EAGAIN);
+			idx = start;
+			break;
+		}
+	}
+	st->ra_next = idx;
+}
+
+/* Wait until block @idx of @run is committed or the run is over. */
+static int run_wait(struct fs_object *obj, struct fs_run *run, uint64_t idx)
+{
+	int err = 0;
+
+	while (!run->done && run->next <= idx)
+		pthread_cond_wait(&obj->cond, &obj->lock);
+	if (run->next <= idx)
+		err = run->err ? run->err : -EIO;
+	return err;
+}
+
+void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
+		      uint64_t off, size_t size)
+{
+	uint32_t max = obj->reader->opts.max_window_blocks;
+	uint64_t end;
+
+	if (off >= obj->size || size == 0)
+		return;
+	end = obj->size - off < size ? obj->size : off + size;
+	if (off == st->next_off) {
+		/* Sequential: grow the window (a first read at 0 counts). */
+		st->window = st->window ? st->window * 2 : 2;
+		if (st->window > max)
+			st->window = max;
+	} else {
+		st->window = 0;
+		st->ra_next = 0;
+	}
+	st->next_off = end;
+	if (st->window)
+		readahead(obj, st, (end - 1) / BS);
+}
+
+int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
+		      int *fd, size_t *len)
+{
+	struct fs_reader *r = obj->reader;
+	uint64_t b0, b1, idx, avail;
+	int err = 0, p;
+
+	pthread_mutex_lock(&obj->lock);
+	err = obj->failed;
+	pthread_mutex_unlock(&obj->lock);
+	if (err)
+		return err;
+	if (off >= obj->size || size == 0) {
+		*fd = hubfs_cache_obj_fd(obj->cobj);
+		*len = 0;
+		return 0;
+	}
+	avail = obj->size - off < size ? obj->size - off : size;
+	b0 = off / BS;
+	b1 = (off + avail - 1) / BS;
+
+	for (idx = b0; idx <= b1 && !err; idx++) {
+		struct fs_run *run, *mine = NULL;
+
+		p = hubfs_cache_block_present(obj->cobj, idx);
+		if (p < 0)
+			return p;
+		if (p == 1)
+			continue;
+		pthread_mutex_lock(&obj->lock);
+		run = run_covering(obj, idx);
+		if (!run) {
+			/* Fetch from here up to the first block that is
+			 * present or already on its way. */
+			uint64_t end = idx + 1;
+
+			while (end <= b1 &&
+			       end - idx < r->opts.max_run_blocks &&
+			       !run_covering(obj, end) &&
+			       hubfs_cache_block_present(obj->cobj, end) == 0)
+				end++;
+			mine = run = run_new(obj, idx, end);
+			if (!run) {
+				pthread_mutex_unlock(&obj->lock);
+				return -ENOMEM;
+			}
+		}
+		run->refs++;	/* ours, while we wait */
+		pthread_mutex_unlock(&obj->lock);
+		if (mine)
+			run_fetch(obj, mine);
+		pthread_mutex_lock(&obj->lock);
+		err = run_wait(obj, run, idx);
+		run_put(obj, run);
+		pthread_mutex_unlock(&obj->lock);
+	}
+	if (err)
+		return err;
+	for (idx = b0; idx <= b1; idx++)
+		hubfs_cache_block_touch(obj->cobj, idx);
+	*fd = hubfs_cache_obj_fd(obj->cobj);
+	*len = (size_t)avail;
+	return 0;
+}
+
+struct direct_state {
+	unsigned char *buf;
+	uint64_t off;
+};
+
+static int sink_to_buffer(void *arg, uint64_t off, const void *data,
+			  size_t len)
+{
+	struct direct_state *st = arg;
+
+	memcpy(st->buf + (off - st->off), data, len);
+	return 0;
+}
+
+ssize_t fs_reader_read_direct(struct fs_object *obj, void *buf, size_t size,
+			      uint64_t off)
+{
+	struct hubfs_hub_file file = {
+		.commit = obj->commit, .path = obj->path, .key = obj->key,
+		.lfs = obj->lfs, .size = obj->size,
+	};
+	struct direct_state st = { .buf = buf, .off = off };
+	int err;
+
+	if (off >= obj->size || size == 0)
+		return 0;
+	if (size > obj->size - off)
+		size = (size_t)(obj->size - off);
+	err = hubfs_hub_read_range(obj->reader->hub, &file, off, size,
+				   sink_to_buffer, &st);
+	return err ? err : (ssize_t)size;
+}
