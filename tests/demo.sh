@@ -1,37 +1,49 @@
 #!/bin/bash
-# The demo: a local Hub with a seeded model repo (branches, tags, LFS
-# safetensors shards), shown through its API and through git + git-lfs.
-# Runs offline on a fresh Debian 12 machine; run as root.
+# The demo: build hubfs, start the bundled local Hub with a seeded model
+# repository (branches, tags, LFS safetensors shards), mount it with hubfs
+# and look around.  Runs offline on a fresh Debian 12 machine, as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
 
 work=$(mktemp -d)
 pid=
 cleanup() {
+	mountpoint -q "$work/mnt" && fusermount3 -u "$work/mnt"
 	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
-lh() { /usr/bin/python3 tests/localhub/localhub.py "$@"; }
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-lh seed-model --data "$work/data" demo/tiny-llama --shards 2 --shard-size 8MiB >/dev/null
-lh serve --data "$work/data" --port 0 --ready-file "$work/ready" >/dev/null 2>&1 &
+/usr/bin/python3 tests/localhub/localhub.py seed-model --data "$work/data" \
+	demo/tiny-llama --shards 2 --shard-size 8MiB >/dev/null
+/usr/bin/python3 tests/localhub/localhub.py serve --data "$work/data" \
+	--port 0 --ready-file "$work/ready" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 200); do [ -s "$work/ready" ] && break; sleep 0.05; done
 hub=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hub"])' "$work/ready")
-echo "local Hub at $hub"
+echo "local Hub serving demo/tiny-llama at $hub"
 
-say "curl $hub/api/models/demo/tiny-llama/refs"
-curl -s "$hub/api/models/demo/tiny-llama/refs" | /usr/bin/python3 -m json.tool
-say "curl -sI $hub/demo/tiny-llama/resolve/v1.0/model-00001-of-00002.safetensors"
-curl -sI "$hub/demo/tiny-llama/resolve/v1.0/model-00001-of-00002.safetensors" |
-	grep -iE '^(HTTP|location|x-linked|x-repo-commit)' | sed 's/X-Signature=[^&]*/X-Signature=.../'
-export HOME="$work/home" GIT_TERMINAL_PROMPT=0
-mkdir -p "$HOME" && git lfs install --skip-repo >/dev/null
-say "git clone $hub/demo/tiny-llama && git lfs pull"
-git clone -q "$hub/demo/tiny-llama" "$work/clone"
-(cd "$work/clone" && git lfs pull && ls -l && git log --oneline --decorate --all | cat)
-say "git diff --stat v1.0 main"
-(cd "$work/clone" && git diff --stat v1.0 main | cat)
+mkdir "$work/mnt"
+cd "$work"
+say "hubfs demo/tiny-llama mnt -o endpoint=$hub,cache_dir=$work/cache"
+"$OLDPWD/build/hubfs" demo/tiny-llama mnt -o "endpoint=$hub,cache_dir=$work/cache"
+say "ls -l mnt"
+ls -l mnt
+say "cat mnt/config.json"
+cat mnt/config.json
+say "head -c 120 mnt/model-00001-of-00002.safetensors | tail -c 100   # a safetensors header"
+head -c 120 mnt/model-00001-of-00002.safetensors | tail -c 100; echo
+say "getfattr -d mnt/model-00001-of-00002.safetensors"
+getfattr -d mnt/model-00001-of-00002.safetensors
+say "ls mnt/.revisions"
+ls mnt/.revisions
+say "diff -r mnt/.revisions/v1.0 mnt/.revisions/main"
+diff -r mnt/.revisions/v1.0 mnt/.revisions/main || true
+say "sha256sum mnt/model-00002-of-00002.safetensors mnt/.revisions/v1.0/model-00002-of-00002.safetensors"
+sha256sum mnt/model-00002-of-00002.safetensors mnt/.revisions/v1.0/model-00002-of-00002.safetensors
+say "fusermount3 -u mnt"
+fusermount3 -u mnt

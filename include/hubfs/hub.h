@@ -73,6 +73,7 @@ void hubfs_hub_free(struct hubfs_hub *hub);
 struct hubfs_hub_revision {
 	char commit[41];	/* 40 hex digits, NUL-terminated */
 	int64_t time;		/* the commit's date, Unix seconds */
+	bool gated;		/* downloads need the owner's approval */
 };
 
 /*

@@ -75,6 +75,7 @@ struct fs_rev {
 	time_t checked;		/* lock: when last resolved */
 	bool refreshing;	/* lock */
 	bool offline;		/* lock: serving a remembered commit */
+	bool gated;		/* the Hub said so when last resolved */
 	struct fs_rev *next;	/* fs->revs_lock */
 };
 
@@ -364,6 +365,7 @@ static int rev_resolve(struct hubfs_fs *fs, struct fs_rev *rev,
 	*offline = false;
 	err = hubfs_hub_get_revision(fs->hub, rev->name, &info);
 	if (!err) {
+		rev->gated = info.gated;
 		err = load_tree(fs, info.commit, info.time, tree);
 		if (!err)
 			hubfs_cache_ref_set(fs->cache, fs->repo_key,
@@ -1389,6 +1391,45 @@ static const struct fuse_lowlevel_ops fs_ops = {
 
 /* --- lifecycle ---------------------------------------------------------------- */
 
+static int discard(void *arg, uint64_t off, const void *data, size_t len)
+{
+	(void)arg, (void)off, (void)data, (void)len;
+	return 0;
+}
+
+/*
+ * A gated repository shows its tree to everyone but its files only to
+ * approved users: read one byte of one file so that a mount without
+ * access fails now, with a clear message, instead of every read failing
+ * later.  The model card and .gitattributes are skipped, as the Hub may
+ * serve those to anyone.
+ */
+static int check_gated_access(struct hubfs_fs *fs)
+{
+	struct fs_tree *tree = fs->main->tree;
+	struct fs_node *probe = NULL;
+	size_t i;
+	int err;
+
+	for (i = 0; i < tree->nnodes && !probe; i++) {
+		struct fs_node *n = tree->all[i];
+
+		if (n->type == HUBFS_ENTRY_FILE && n->size > 0 &&
+		    strcmp(n->path, "README.md") != 0 &&
+		    strcmp(n->path, ".gitattributes") != 0)
+			probe = n;
+	}
+	if (!probe)
+		return 0;
+	struct hubfs_hub_file file = {
+		.commit = tree->commit, .path = probe->path,
+		.key = fs_node_key(probe), .lfs = probe->lfs,
+		.size = probe->size,
+	};
+	err = hubfs_hub_read_range(fs->hub, &file, 0, 1, discard, NULL);
+	return err == -EACCES ? err : 0;
+}
+
 int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
 		 struct hubfs_hub *hub, struct hubfs_cache *cache)
 {
@@ -1423,6 +1464,11 @@ int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
 	if (err)
 		goto out_free;
 	fs->revs = fs->main;
+	if (fs->main->gated && !fs->main->offline) {
+		err = check_gated_access(fs);
+		if (err)
+			goto out_free;
+	}
 	fs->root_inode.ino = FUSE_ROOT_ID;
 	fs->root_inode.kind = K_REV_ROOT;
 	fs->root_inode.rev = fs->main;

@@ -895,7 +895,8 @@ int hubfs_hub_get_revision(struct hubfs_hub *hub, const char *rev,
 	}
 	/* Only what we use: the sha and its date, not the file list. */
 	err = err ? err : hubfs_buf_puts(&url, "?expand=sha"
-					      "&expand=lastModified");
+					      "&expand=lastModified"
+					      "&expand=gated");
 	err = get_json(hub, &url, err, &ctx, &body, &resp);
 	if (!err)
 		err = hub_parse_revision(body.data, body.len, out);

@@ -329,6 +329,9 @@ int hub_parse_revision(const char *data, size_t len,
 			      "date (\"lastModified\")");
 		goto out;
 	}
+	/* false, or the approval mode ("auto", "manual"); absent: not gated */
+	rev.gated = json_is_string(json_object_get(root, "gated")) ||
+		    json_is_true(json_object_get(root, "gated"));
 	*out = rev;
 	err = 0;
 out:

@@ -348,13 +348,17 @@ def test_mount_errors(ehub, tmp_path, source, token, message):
         assert token not in err
 
 
-def test_gated_repo(ehub, tmp_path, mount_factory):
-    m = mount_factory(ehub, "tester/gated", token=CAROL)
-    with pytest.raises(OSError) as e:
-        open(m.path("config.json"), "rb").read()
-    assert e.value.errno == errno.EACCES
-    m2 = mount_factory(ehub, "tester/gated", token=READ)
-    assert open(m2.path("config.json"), "rb").read()
+@pytest.mark.parametrize("token,code", [(None, 401), (CAROL, 403)])
+def test_gated_repo_without_access(ehub, tmp_path, token, code):
+    code_, err = run_hubfs(ehub, "tester/gated", tmp_path, token=token)
+    assert code_ == 1, err
+    assert err.startswith("hubfs: ") and len(err.strip().splitlines()) == 1
+    assert "gated" in err.lower() or "restricted" in err.lower(), err
+
+
+def test_gated_repo_with_access(ehub, mount_factory):
+    m = mount_factory(ehub, "tester/gated", token=READ)
+    assert json.loads(open(m.path("config.json"), "rb").read())
 
 
 def test_private_repo_with_token(ehub, mount_factory):
