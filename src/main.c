@@ -390,7 +390,7 @@ static int run_mount(const struct hubfs_config *cfg)
 	hopts.trace = cfg->debug;
 	err = hubfs_hub_new(&hub, &hopts);
 	if (err) {
-		report(fd, "hubfs: %s", hubfs_err_get());
+		report(fd, "hubfs: %s", hubfs_err_or(strerror(-err)));
 		goto out_cleanup_curl;
 	}
 	err = mkdir_p(cfg->cache_dir);
@@ -398,17 +398,17 @@ static int run_mount(const struct hubfs_config *cfg)
 		err = hubfs_cache_open(&cache, cfg->cache_dir, cfg->cache_size);
 	if (err) {
 		report(fd, "hubfs: cache %s: %s", cfg->cache_dir,
-		       *hubfs_err_get() ? hubfs_err_get() : strerror(-err));
+		       hubfs_err_or(strerror(-err)));
 		goto out_free_hub;
 	}
 	err = hubfs_fs_new(&fs, cfg, hub, cache);
 	if (err) {
-		report(fd, "hubfs: %s", hubfs_err_get());
+		report(fd, "hubfs: %s", hubfs_err_or(strerror(-err)));
 		goto out_close_cache;
 	}
 	err = hubfs_fs_mount(fs);
 	if (err) {
-		report(fd, "hubfs: %s", hubfs_err_get());
+		report(fd, "hubfs: %s", hubfs_err_or(strerror(-err)));
 		goto out_free_fs;
 	}
 	report(fd, "ready");
@@ -464,7 +464,8 @@ int main(int argc, char **argv)
 
 	hubfs_config_env_read(&env);
 	if (hubfs_config_resolve_env(&cfg, &env)) {
-		fprintf(stderr, "hubfs: %s\n", hubfs_err_get());
+		fprintf(stderr, "hubfs: %s\n",
+			hubfs_err_or("invalid configuration"));
 		goto out;
 	}
 	if (action == ACTION_PRINT_CONFIG) {

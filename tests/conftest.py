@@ -257,6 +257,7 @@ class Mount:
                 raise RuntimeError("hubfs did not mount in %ds: %s" % (
                     timeout, self.errors()))
             time.sleep(0.02)
+        self.minor = os.minor(os.stat(self.mnt).st_dev)
         return self
 
     def stop(self, timeout=30):
@@ -268,11 +269,26 @@ class Mount:
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # A daemon that cannot exit (say, it crashed while the kernel
+            # waits for one of its replies) is freed by aborting its
+            # FUSE connection, whose number is the mount's device minor.
+            self.abort_connection()
             self.proc.kill()
-            self.returncode = self.proc.wait()
+            self.returncode = self.proc.wait(30)
         self.proc = None
         self.err.close()
         return self.returncode
+
+    def abort_connection(self):
+        ctl = "/sys/fs/fuse/connections"
+        if not os.path.isdir(os.path.join(ctl, ".")) or not os.listdir(ctl):
+            subprocess.run(["mount", "-t", "fusectl", "none", ctl],
+                           stderr=subprocess.DEVNULL)
+        try:
+            with open(os.path.join(ctl, str(self.minor), "abort"), "w") as f:
+                f.write("1")
+        except OSError:
+            pass
 
     def errors(self):
         try:

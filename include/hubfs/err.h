@@ -27,6 +27,9 @@ void hubfs_err_set(const char *fmt, ...)
  */
 const char *hubfs_err_get(void);
 
+/* This thread's detail message, or @fallback if none is set. */
+const char *hubfs_err_or(const char *fallback);
+
 /* Forget this thread's detail message. */
 void hubfs_err_clear(void);
 

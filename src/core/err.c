@@ -48,3 +48,10 @@ void hubfs_err_clear(void)
 	err_present = false;
 	err_msg[0] = '\0';
 }
+
+const char *hubfs_err_or(const char *fallback)
+{
+	const char *detail = hubfs_err_get();
+
+	return detail ? detail : fallback;
+}

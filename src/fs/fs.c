@@ -377,7 +377,7 @@ static int rev_resolve(struct hubfs_fs *fs, struct fs_rev *rev,
 		return err;
 	/* Look for a remembered commit, keeping the Hub's error for the
 	 * user if there is none. */
-	snprintf(detail, sizeof(detail), "%s", hubfs_err_get());
+	snprintf(detail, sizeof(detail), "%s", hubfs_err_or(""));
 	if (rev->name && is_commit_id(rev->name)) {
 		snprintf(info.commit, sizeof(info.commit), "%s", rev->name);
 		info.time = 0;
@@ -545,7 +545,7 @@ static void rev_refresh(struct hubfs_fs *fs, struct fs_rev *rev)
 			     "(%s); it keeps serving commit %s",
 			     fs->repo_label,
 			     rev->name ? rev->name : "(default branch)",
-			     hubfs_err_get(), rev->tree->commit);
+			     hubfs_err_or(strerror(-err)), rev->tree->commit);
 		rev->offline = true;
 	} else if (strcmp(tree->commit, rev->tree->commit) != 0) {
 		hlog(LOG_NOTICE, "%s: revision %s moved from %.12s to %.12s",
@@ -959,8 +959,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (err) {
 		if (err != -ENOENT)
-			hlog(LOG_ERR, "lookup %s: %s%s%s", name, strerror(-err),
-			     *hubfs_err_get() ? ": " : "", hubfs_err_get());
+			hlog(LOG_ERR, "lookup %s: %s: %s", name, strerror(-err),
+			     hubfs_err_or("no detail"));
 		fuse_reply_err(req, -err);
 		return;
 	}
@@ -1029,7 +1029,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		err = refs_fetch(fs, &d->refs);
 		if (err) {
 			hlog(LOG_ERR, "listing %s: %s: %s", REVS_NAME,
-			     strerror(-err), hubfs_err_get());
+			     strerror(-err), hubfs_err_or("no detail"));
 			hubfs_free(d);
 			fuse_reply_err(req, -err);
 			return;
@@ -1172,7 +1172,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	err = fs_reader_open(&f->obj, fs->reader, in->tree, in->node);
 	if (err) {
 		hlog(LOG_ERR, "open %s: %s: %s", in->node->path, strerror(-err),
-		     hubfs_err_get());
+		     hubfs_err_or("no detail"));
 		hubfs_free(f);
 		fuse_reply_err(req, -err);
 		return;
@@ -1215,9 +1215,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		err = (int)n;
 	}
 	if (err) {
-		hlog(LOG_ERR, "read %s at %lld: %s%s%s", f->node->path,
+		/* A reader that waited for another's fetch has no detail. */
+		hlog(LOG_ERR, "read %s at %lld: %s: %s", f->node->path,
 		     (long long)off, strerror(-err),
-		     *hubfs_err_get() ? ": " : "", hubfs_err_get());
+		     hubfs_err_or("fetched by another reader"));
 		fuse_reply_err(req, -err);
 		return;
 	}
@@ -1389,6 +1390,66 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.statfs = op_statfs,
 };
 
+/* --- dropping bad pages --------------------------------------------------------- */
+
+struct inval_job {
+	struct hubfs_fs *fs;
+	size_t n;
+	fuse_ino_t inos[];
+};
+
+static void *inval_main(void *arg)
+{
+	struct inval_job *job = arg;
+	size_t i;
+
+	for (i = 0; i < job->n; i++)
+		fuse_lowlevel_notify_inval_inode(job->fs->se, job->inos[i], 0, 0);
+	hubfs_free(job);
+	return NULL;
+}
+
+/*
+ * Content fetched for @key was wrong and may already sit in the kernel's
+ * page cache under every inode with that content: drop those pages.  The
+ * kernel may be waiting for a read of one of them right now, so this
+ * happens on a thread of its own, never in a request's path.
+ */
+static void drop_bad_pages(void *arg, const char *key)
+{
+	struct hubfs_fs *fs = arg;
+	struct inval_job *job;
+	pthread_attr_t attr;
+	pthread_t t;
+	size_t i, n = 0, cap = 16;
+
+	job = hubfs_malloc(sizeof(*job) + cap * sizeof(job->inos[0]));
+	if (!job)
+		return;
+	pthread_mutex_lock(&fs->itab_lock);
+	for (i = 0; i < ITAB_SIZE; i++) {
+		struct fs_inode *in;
+
+		for (in = fs->itab[i]; in && n < cap; in = in->hnext)
+			if (in->kind == K_NODE &&
+			    in->node->type == HUBFS_ENTRY_FILE &&
+			    strcmp(fs_node_key(in->node), key) == 0)
+				job->inos[n++] = in->ino;
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+	job->fs = fs;
+	job->n = n;
+	if (n == 0 || !fs->se) {
+		hubfs_free(job);
+		return;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, inval_main, job) != 0)
+		hubfs_free(job);
+	pthread_attr_destroy(&attr);
+}
+
 /* --- lifecycle ---------------------------------------------------------------- */
 
 static int discard(void *arg, uint64_t off, const void *data, size_t len)
@@ -1490,6 +1551,8 @@ int hubfs_fs_mount(struct hubfs_fs *fs)
 	char *opts = NULL;
 	int err;
 
+	ropts.bad_content = drop_bad_pages;
+	ropts.bad_content_arg = fs;
 	err = fs_reader_new(&fs->reader, fs->hub, fs->cache, &ropts);
 	if (err)
 		return err;

@@ -86,6 +86,13 @@ struct fs_reader_opts {
 	unsigned int max_run_blocks;	/* blocks per range request */
 	unsigned int max_window_blocks;	/* largest readahead window */
 	unsigned int queue_max;		/* queued readahead runs */
+	/*
+	 * Called (from any thread, with no lock held) when content fetched
+	 * for @key did not match it, so that pages the kernel may hold for
+	 * it can be dropped.
+	 */
+	void (*bad_content)(void *arg, const char *key);
+	void *bad_content_arg;
 };
 
 #define FS_READER_OPTS_INIT                                                \

@@ -39,12 +39,16 @@
  * tensor loads) fetch what they touch and little more.
  *
  * Integrity.  Each block carries a CRC checked by the cache.  Besides,
- * once every block of an object has been fetched, its content hash is
- * checked against the key: sha256 for LFS files, the git blob hash
- * otherwise.  The hash advances block by block in order as blocks arrive
- * (whoever commits a block advances it as far as it can).  On a mismatch
- * the cached blocks are dropped and the next reads fetch them again; a
- * second mismatch makes every further read of the object fail with EIO.
+ * every object's content hash is checked against its key: sha256 for LFS
+ * files, the git blob hash otherwise.  An object fetched in one run (any
+ * file up to max_run_blocks blocks: configs, tokenizers, most dataset
+ * files) is hashed as it arrives and its blocks are committed only if the
+ * hash matches, so it is never served wrong.  A larger object is hashed
+ * block by block, in order, as its blocks arrive (whoever commits a block
+ * advances the hash as far as it can), and checked once all are there.
+ * On a mismatch the cached blocks are dropped and the next reads fetch
+ * them again; a second mismatch makes every further read of the object
+ * fail with EIO.
  *
  * Locks: reader->lock guards the object table, object reference counts
  * and the job queue.  obj->lock guards the run list and run fields.
@@ -53,6 +57,8 @@
  * No lock is held across an HTTP request.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -99,7 +105,7 @@ struct fs_object {
 	EVP_MD_CTX *md;			/* hash_lock */
 	uint64_t hash_next;		/* hash_lock: next block to hash */
 	atomic_bool verified;
-	unsigned int mismatches;	/* hash_lock */
+	unsigned int mismatches;	/* lock */
 };
 
 struct job {
@@ -107,6 +113,14 @@ struct job {
 	struct fs_run *run;
 	struct job *next;
 };
+
+/* Content keys whose content failed its hash, and how often. */
+struct bad_key {
+	char key[65];
+	unsigned int count;
+};
+
+#define BAD_KEYS_MAX 256
 
 struct fs_reader {
 	struct hubfs_hub *hub;
@@ -118,6 +132,8 @@ struct fs_reader {
 	unsigned int qlen;		/* lock: queued readahead jobs */
 	bool stop;			/* lock */
 	struct fs_object *table[TABLE_SIZE];	/* lock */
+	struct bad_key bad[BAD_KEYS_MAX];	/* lock: outlive their objects */
+	unsigned int nbad;			/* lock */
 	pthread_t *threads;
 	unsigned int nthreads;
 };
@@ -140,53 +156,87 @@ static unsigned int key_bucket(const char *key)
 
 /* --- hashing ------------------------------------------------------------ */
 
-static int hash_start(struct fs_object *obj)
+/* A hash context for the object's content key, fed the git blob header
+ * for regular files ("blob SIZE\0" comes before the content). */
+static EVP_MD_CTX *content_hash_new(const struct fs_object *obj)
 {
-	obj->md = EVP_MD_CTX_new();
-	if (!obj->md)
-		return -ENOMEM;
-	if (!EVP_DigestInit_ex(obj->md, obj->lfs ? EVP_sha256() : EVP_sha1(),
-			       NULL))
-		return -EIO;
-	if (!obj->lfs) {
-		char hdr[32];
-		int n = snprintf(hdr, sizeof(hdr), "blob %llu",
-				 (unsigned long long)obj->size);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	char hdr[32];
+	int n;
 
-		/* A git blob id hashes "blob SIZE\0" and the content. */
-		if (!EVP_DigestUpdate(obj->md, hdr, (size_t)n + 1))
-			return -EIO;
+	if (!md)
+		return NULL;
+	if (!EVP_DigestInit_ex(md, obj->lfs ? EVP_sha256() : EVP_sha1(), NULL))
+		goto out_free;
+	if (!obj->lfs) {
+		n = snprintf(hdr, sizeof(hdr), "blob %llu",
+			     (unsigned long long)obj->size);
+		if (!EVP_DigestUpdate(md, hdr, (size_t)n + 1))
+			goto out_free;
 	}
-	obj->hash_next = 0;
-	return 0;
+	return md;
+out_free:
+	EVP_MD_CTX_free(md);
+	return NULL;
+}
+
+/* Finish @md; true if the content hashed matches the object's key. */
+static bool content_hash_matches(const struct fs_object *obj, EVP_MD_CTX *md)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	unsigned int n = 0, i;
+
+	if (!EVP_DigestFinal_ex(md, digest, &n))
+		return false;
+	for (i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	return strcmp(hex, obj->key) == 0;
+}
+
+/* Count a content mismatch; the second one fails the object for good. */
+static void content_mismatch(struct fs_object *obj)
+{
+	struct fs_reader *r = obj->reader;
+	unsigned int i, count;
+
+	hlog(LOG_ERR, "%s: the content fetched does not match its %s %s; "
+	     "its cached blocks are dropped", obj->path,
+	     obj->lfs ? "sha256" : "blob id", obj->key);
+
+	hubfs_cache_obj_drop(obj->cobj);
+	pthread_mutex_lock(&obj->lock);
+	count = ++obj->mismatches;
+	if (count >= 2)
+		obj->failed = -EIO;
+	pthread_mutex_unlock(&obj->lock);
+	/* Remember it past this object's life: the next open is suspect. */
+	pthread_mutex_lock(&r->lock);
+	for (i = 0; i < r->nbad && strcmp(r->bad[i].key, obj->key); i++)
+		;
+	if (i == r->nbad && r->nbad < BAD_KEYS_MAX)
+		snprintf(r->bad[r->nbad++].key, 65, "%s", obj->key);
+	if (i < r->nbad && r->bad[i].count < count)
+		r->bad[i].count = count;
+	pthread_mutex_unlock(&r->lock);
+	if (obj->reader->opts.bad_content)
+		obj->reader->opts.bad_content(obj->reader->opts.bad_content_arg,
+					      obj->key);
 }
 
 static void hash_finish(struct fs_object *obj)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
-	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	bool ok = content_hash_matches(obj, obj->md);
 
-	EVP_DigestFinal_ex(obj->md, md, &n);
-	for (i = 0; i < n; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	if (strcmp(hex, obj->key) == 0) {
+	EVP_MD_CTX_free(obj->md);
+	obj->md = NULL;
+	if (ok) {
 		atomic_store(&obj->verified, true);
 		hubfs_cache_obj_set_verified(obj->cobj);
 		return;
 	}
-	obj->mismatches++;
-	hlog(LOG_ERR, "%s: content fetched does not match its %s %s; "
-	     "dropping its cached blocks", obj->path,
-	     obj->lfs ? "sha256" : "blob id", obj->key);
-	hubfs_cache_obj_drop(obj->cobj);
-	if (obj->mismatches >= 2) {
-		pthread_mutex_lock(&obj->lock);
-		obj->failed = -EIO;
-		pthread_mutex_unlock(&obj->lock);
-	}
-	EVP_MD_CTX_free(obj->md);
-	obj->md = NULL;
+	obj->hash_next = 0;
+	content_mismatch(obj);
 }
 
 /* Hash as many blocks, in order, as are present. */
@@ -194,10 +244,11 @@ static void hash_advance_locked(struct fs_object *obj)
 {
 	static __thread unsigned char buf[HASH_CHUNK];
 
-	if (!obj->md && hash_start(obj) != 0) {
-		EVP_MD_CTX_free(obj->md);
-		obj->md = NULL;
-		return;
+	if (!obj->md) {
+		obj->md = content_hash_new(obj);
+		if (!obj->md)
+			return;
+		obj->hash_next = 0;
 	}
 	while (obj->hash_next < obj->nblocks) {
 		uint64_t idx = obj->hash_next, done = 0, len = block_len(obj, idx);
@@ -272,7 +323,29 @@ struct sink_state {
 	uint64_t block;		/* block being filled */
 	uint64_t fill;		/* bytes of it written */
 	uint32_t crc;
+	/*
+	 * A run that covers a whole object not yet verified hashes it as it
+	 * arrives and commits its blocks only once the hash matched: a small
+	 * file is then never served wrong, not even once.
+	 */
+	EVP_MD_CTX *md;
+	uint32_t *crcs;		/* with md: each block's CRC, by index in run */
 };
+
+/* Commit block @idx of @st's run and let its waiters go. */
+static int commit_block(struct sink_state *st, uint64_t idx, uint32_t crc)
+{
+	struct fs_object *obj = st->obj;
+	int err = hubfs_cache_block_commit(obj->cobj, idx, crc);
+
+	if (err)
+		return err;
+	pthread_mutex_lock(&obj->lock);
+	st->run->next = idx + 1;
+	pthread_cond_broadcast(&obj->cond);
+	pthread_mutex_unlock(&obj->lock);
+	return 0;
+}
 
 static int sink_to_cache(void *arg, uint64_t off, const void *data,
 			 size_t len)
@@ -293,19 +366,21 @@ static int sink_to_cache(void *arg, uint64_t off, const void *data,
 		if (err)
 			return err;
 		st->crc = hubfs_crc32c(st->crc, p, n);
+		if (st->md && !EVP_DigestUpdate(st->md, p, n))
+			return -EIO;
 		st->fill += n;
 		p += n;
 		off += n;
 		len -= n;
 		if (st->fill < blen)
 			continue;
-		err = hubfs_cache_block_commit(obj->cobj, st->block, st->crc);
-		if (err)
-			return err;
-		pthread_mutex_lock(&obj->lock);
-		st->run->next = st->block + 1;
-		pthread_cond_broadcast(&obj->cond);
-		pthread_mutex_unlock(&obj->lock);
+		if (st->md) {
+			st->crcs[st->block - st->run->start] = st->crc;
+		} else {
+			err = commit_block(st, st->block, st->crc);
+			if (err)
+				return err;
+		}
 		st->block++;
 		st->fill = 0;
 		st->crc = 0;
@@ -313,8 +388,35 @@ static int sink_to_cache(void *arg, uint64_t off, const void *data,
 	return 0;
 }
 
-/* Fetch a run into the cache; consumes the runner's reference. */
-static void run_fetch(struct fs_object *obj, struct fs_run *run)
+/* The whole object arrived in one run: check it, then commit it. */
+static int commit_verified(struct sink_state *st)
+{
+	struct fs_object *obj = st->obj;
+	uint64_t i;
+	int err;
+
+	if (!content_hash_matches(obj, st->md)) {
+		content_mismatch(obj);
+		hubfs_err_set("the content of %s does not match its %s",
+			      obj->path, obj->lfs ? "sha256" : "blob id");
+		return -EIO;
+	}
+	for (i = st->run->start; i < st->run->end; i++) {
+		err = commit_block(st, i, st->crcs[i - st->run->start]);
+		if (err)
+			return err;
+	}
+	atomic_store(&obj->verified, true);
+	hubfs_cache_obj_set_verified(obj->cobj);
+	return 0;
+}
+
+/*
+ * Fetch a run into the cache; consumes the runner's reference.  Failures
+ * of runs nobody waits for (@async: readahead) are logged here; others
+ * reach the FUSE layer, which logs them.
+ */
+static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async)
 {
 	struct fs_reader *r = obj->reader;
 	struct sink_state st = { .obj = obj, .run = run, .block = run->start };
@@ -324,19 +426,44 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run)
 	};
 	uint64_t off = run->start * BS;
 	uint64_t end = run->end * BS < obj->size ? run->end * BS : obj->size;
-	int err;
+	int err = 0;
 
-	err = hubfs_cache_reserve(r->cache, end - off);
+	if (run->start == 0 && run->end >= obj->nblocks &&
+	    !atomic_load(&obj->verified)) {
+		st.md = content_hash_new(obj);
+		st.crcs = hubfs_calloc(run->end - run->start, sizeof(*st.crcs));
+		if (!st.md || !st.crcs)
+			err = -ENOMEM;
+	}
+	if (!err)
+		err = hubfs_cache_reserve(r->cache, end - off);
 	if (!err)
 		err = hubfs_hub_read_range(r->hub, &file, off, end - off,
 					   sink_to_cache, &st);
-	if (err && err != -ENOSPC)
+	if (!err && st.md)
+		err = commit_verified(&st);
+	if (err) {
+		/*
+		 * Bytes written for blocks that were never committed count
+		 * against no limit but take disk space: give it back.
+		 */
+		uint64_t from = (st.md ? run->start : st.block) * BS;
+		uint64_t to = st.block * BS + st.fill;
+
+		if (to > from)
+			fallocate(hubfs_cache_obj_fd(obj->cobj),
+				  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  (off_t)from, (off_t)(to - from));
+	}
+	if (err && async && err != -ENOSPC)
 		hlog(LOG_ERR, "%s: fetching bytes %llu-%llu failed: %s (%s)",
 		     obj->path, (unsigned long long)off,
 		     (unsigned long long)end - 1, strerror(-err),
-		     hubfs_err_get());
+		     hubfs_err_or("no detail"));
+	EVP_MD_CTX_free(st.md);
+	hubfs_free(st.crcs);
 	run_finish(obj, run, err);
-	if (!err)
+	if (!err && !st.md)
 		hash_advance(obj);
 }
 
@@ -422,7 +549,7 @@ static void *worker_main(void *arg)
 		if (r->stop)
 			run_finish(job->obj, job->run, -ECANCELED);
 		else
-			run_fetch(job->obj, job->run);
+			run_fetch(job->obj, job->run, true);
 		fs_object_put(job->obj);
 		hubfs_free(job);
 	}
@@ -524,6 +651,13 @@ static struct fs_object *object_new(struct fs_reader *r,
 	*err = hubfs_cache_obj_open(&obj->cobj, r->cache, obj->key, obj->size);
 	if (*err)
 		goto out_free;
+	pthread_mutex_lock(&r->lock);
+	for (unsigned int i = 0; i < r->nbad; i++)
+		if (strcmp(r->bad[i].key, obj->key) == 0)
+			obj->mismatches = r->bad[i].count;
+	pthread_mutex_unlock(&r->lock);
+	if (obj->mismatches >= 2)
+		obj->failed = -EIO;
 	atomic_store(&obj->verified,
 		     hubfs_cache_obj_verified(obj->cobj) == 1);
 	return obj;
@@ -597,8 +731,8 @@ void fs_object_put(struct fs_object *obj)
 }
 
 /* Queue readahead for a sequential stream past block @last. */
-static void readahead(struct fs_object *obj, struct fs_stream *st,
-		      uint64_t last)
+static void queue_readahead(struct fs_object *obj, struct fs_stream *st,
+			    uint64_t last)
 {
 	struct fs_reader *r = obj->reader;
 	uint64_t idx = st->ra_next > last + 1 ? st->ra_next : last + 1;
@@ -658,6 +792,9 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 
 	if (off >= obj->size || size == 0)
 		return;
+	/* A small object is fetched whole by the first read (see Integrity). */
+	if (obj->nblocks <= obj->reader->opts.max_run_blocks)
+		return;
 	end = obj->size - off < size ? obj->size : off + size;
 	if (off == st->next_off) {
 		/* Sequential: grow the window (a first read at 0 counts). */
@@ -670,29 +807,15 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 	}
 	st->next_off = end;
 	if (st->window)
-		readahead(obj, st, (end - 1) / BS);
+		queue_readahead(obj, st, (end - 1) / BS);
 }
 
-int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
-		      int *fd, size_t *len)
+/* Make blocks [@b0, @b1] present, fetching the missing ones. */
+static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1)
 {
 	struct fs_reader *r = obj->reader;
-	uint64_t b0, b1, idx, avail;
+	uint64_t idx;
 	int err = 0, p;
-
-	pthread_mutex_lock(&obj->lock);
-	err = obj->failed;
-	pthread_mutex_unlock(&obj->lock);
-	if (err)
-		return err;
-	if (off >= obj->size || size == 0) {
-		*fd = hubfs_cache_obj_fd(obj->cobj);
-		*len = 0;
-		return 0;
-	}
-	avail = obj->size - off < size ? obj->size - off : size;
-	b0 = off / BS;
-	b1 = (off + avail - 1) / BS;
 
 	for (idx = b0; idx <= b1 && !err; idx++) {
 		struct fs_run *run, *mine = NULL;
@@ -706,15 +829,23 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 		run = run_covering(obj, idx);
 		if (!run) {
 			/* Fetch from here up to the first block that is
-			 * present or already on its way. */
-			uint64_t end = idx + 1;
+			 * present or already on its way; a small object
+			 * from its first block to its end if it can. */
+			uint64_t start = idx, end = idx + 1, last = b1;
 
-			while (end <= b1 &&
-			       end - idx < r->opts.max_run_blocks &&
+			if (obj->nblocks <= r->opts.max_run_blocks) {
+				while (start > 0 && !run_covering(obj, start - 1) &&
+				       hubfs_cache_block_present(obj->cobj,
+								 start - 1) == 0)
+					start--;
+				last = obj->nblocks - 1;
+			}
+			while (end <= last &&
+			       end - start < r->opts.max_run_blocks &&
 			       !run_covering(obj, end) &&
 			       hubfs_cache_block_present(obj->cobj, end) == 0)
 				end++;
-			mine = run = run_new(obj, idx, end);
+			mine = run = run_new(obj, start, end);
 			if (!run) {
 				pthread_mutex_unlock(&obj->lock);
 				return -ENOMEM;
@@ -723,12 +854,92 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 		run->refs++;	/* ours, while we wait */
 		pthread_mutex_unlock(&obj->lock);
 		if (mine)
-			run_fetch(obj, mine);
+			run_fetch(obj, mine, false);
 		pthread_mutex_lock(&obj->lock);
 		err = run_wait(obj, run, idx);
 		run_put(obj, run);
 		pthread_mutex_unlock(&obj->lock);
 	}
+	return err;
+}
+
+/*
+ * Content that once failed its hash is served again only after all of it
+ * has been fetched and has matched: fetch everything, hash it, and fail
+ * for good on a second mismatch.
+ */
+static int verify_whole(struct fs_object *obj)
+{
+	static __thread unsigned char buf[HASH_CHUNK];
+	EVP_MD_CTX *md;
+	uint64_t idx;
+	int err;
+
+	err = ensure_blocks(obj, 0, obj->nblocks - 1);
+	if (err)
+		return err;
+	pthread_mutex_lock(&obj->hash_lock);
+	if (atomic_load(&obj->verified)) {
+		pthread_mutex_unlock(&obj->hash_lock);
+		return 0;
+	}
+	md = content_hash_new(obj);
+	err = md ? 0 : -ENOMEM;
+	for (idx = 0; !err && idx < obj->nblocks; idx++) {
+		uint64_t done = 0, len = block_len(obj, idx);
+
+		while (!err && done < len) {
+			size_t n = len - done < HASH_CHUNK ? len - done
+							   : HASH_CHUNK;
+
+			if (hubfs_cache_obj_pread(obj->cobj, buf, n,
+						  idx * BS + done) != (ssize_t)n ||
+			    !EVP_DigestUpdate(md, buf, n))
+				err = -EIO;
+			done += n;
+		}
+	}
+	if (!err && content_hash_matches(obj, md)) {
+		atomic_store(&obj->verified, true);
+		hubfs_cache_obj_set_verified(obj->cobj);
+	} else if (!err) {
+		content_mismatch(obj);
+		hubfs_err_set("the content of %s does not match its %s",
+			      obj->path, obj->lfs ? "sha256" : "blob id");
+		err = -EIO;
+	}
+	EVP_MD_CTX_free(md);
+	pthread_mutex_unlock(&obj->hash_lock);
+	return err;
+}
+
+int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
+		      int *fd, size_t *len)
+{
+	uint64_t b0, b1, idx, avail;
+	bool suspect;
+	int err;
+
+	pthread_mutex_lock(&obj->lock);
+	err = obj->failed;
+	suspect = obj->mismatches > 0;
+	pthread_mutex_unlock(&obj->lock);
+	if (err)
+		return err;
+	if (off >= obj->size || size == 0) {
+		*fd = hubfs_cache_obj_fd(obj->cobj);
+		*len = 0;
+		return 0;
+	}
+	if (suspect && !atomic_load(&obj->verified)) {
+		err = verify_whole(obj);
+		if (err)
+			return err;
+	}
+	avail = obj->size - off < size ? obj->size - off : size;
+	b0 = off / BS;
+	b1 = (off + avail - 1) / BS;
+	err = ensure_blocks(obj, b0, b1);
 	if (err)
 		return err;
 	for (idx = b0; idx <= b1; idx++)

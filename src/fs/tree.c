@@ -354,6 +354,8 @@ struct fs_node *fs_tree_find(const struct fs_tree *tree, const char *path)
 		name[len] = '\0';
 		n = fs_tree_child(n, name);
 		path += len + (slash ? 1 : 0);
+		if (slash && *path == '\0')
+			return NULL;	/* "a/" names nothing */
 	}
 	return n;
 }

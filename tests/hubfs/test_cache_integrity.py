@@ -1,0 +1,180 @@
+"""The block cache under a real mount: single-flight fetches, the hard size
+limit, sharing between processes, and integrity against a damaged cache
+or a Hub that serves the wrong content."""
+
+import errno
+import glob
+import hashlib
+import os
+import threading
+
+import pytest
+
+from conftest import http_request
+
+SMALL = "model-00001-of-00001.safetensors"
+
+
+@pytest.fixture
+def chub(localhub_factory):
+    """A server with a 2 MiB single-shard model and a 12 MiB one."""
+    h = localhub_factory()
+    h.seed("seed-model", "tester/small", "--no-history", "--shards", "1",
+           "--shard-size", "2MiB")
+    h.seed("seed-model", "tester/big", "--no-history", "--shards", "1",
+           "--shard-size", "12MiB")
+    h.start()
+    return h
+
+
+def real_bytes(h, repo, path):
+    r = h.get("/%s/resolve/main/%s" % (repo, path))
+    return http_request(r.header("Location")).body if r.status == 302 \
+        else r.body
+
+
+def cdn_bytes(h, seq):
+    return sum(e["bytes"] for e in h.log_since(seq) if e["route"] == "cdn-get")
+
+
+def read_all(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_concurrent_readers_fetch_each_block_once(chub, mount_factory):
+    want = real_bytes(chub, "tester/big", SMALL)
+    m = mount_factory(chub, "tester/big")
+    seq = chub.mark()
+    got = [None] * 4
+
+    def reader(i):
+        got[i] = read_all(m.path(SMALL))
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert got == [want] * 4
+    assert cdn_bytes(chub, seq) == len(want)
+
+
+def test_cache_size_is_a_hard_limit(chub, mount_factory, tmp_path):
+    cache = str(tmp_path / "cache")
+    m = mount_factory(chub, "tester/big", "cache_size=5M", cache_dir=cache)
+    want = real_bytes(chub, "tester/big", SMALL)
+    for _ in range(2):
+        assert read_all(m.path(SMALL)) == want
+
+    def stored():
+        return sum(os.stat(p).st_blocks * 512
+                   for p in glob.glob(os.path.join(cache, "data", "*", "*")))
+    assert stored() <= 5 << 20
+    # While one 12 MiB file is open, it cannot all be kept: reads still
+    # return the right bytes.
+    with open(m.path(SMALL), "rb") as f:
+        for off in range(0, len(want), 3 << 20):
+            f.seek(off)
+            assert f.read(1 << 20) == want[off:off + (1 << 20)]
+        assert stored() <= 5 << 20
+
+
+def test_two_mounts_share_one_cache(chub, mount_factory, tmp_path):
+    cache = str(tmp_path / "cache")
+    want = real_bytes(chub, "tester/big", SMALL)
+    a = mount_factory(chub, "tester/big", cache_dir=cache)
+    b = mount_factory(chub, "tester/big", cache_dir=cache)
+    got = {}
+    ts = [threading.Thread(target=lambda k, m: got.__setitem__(
+        k, read_all(m.path(SMALL))), args=(k, m)) for k, m in
+        (("a", a), ("b", b))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert got == {"a": want, "b": want}
+    seq = chub.mark()
+    c = mount_factory(chub, "tester/big", cache_dir=cache)
+    assert read_all(c.path(SMALL)) == want
+    assert read_all(a.path(SMALL)) == want
+    assert cdn_bytes(chub, seq) == 0
+
+
+def test_damaged_cache_blocks_are_fetched_again(chub, mount_factory, tmp_path):
+    cache = str(tmp_path / "cache")
+    want = real_bytes(chub, "tester/big", SMALL)
+    m = mount_factory(chub, "tester/big", cache_dir=cache)
+    assert read_all(m.path(SMALL)) == want
+    m.stop()
+    key = hashlib.sha256(want).hexdigest()
+    (data,) = glob.glob(os.path.join(cache, "data", "*", key))
+    with open(data, "r+b") as f:
+        f.seek(5 << 20)
+        f.write(b"\xff" * 100)          # a damaged block
+        f.truncate(11 << 20)            # and a missing tail
+    seq = chub.mark()
+    m2 = mount_factory(chub, "tester/big", cache_dir=cache)
+    assert read_all(m2.path(SMALL)) == want
+    fetched = cdn_bytes(chub, seq)
+    assert 2 << 20 <= fetched <= 3 << 20    # block 5 and the last one
+
+
+def corrupt_on_server(h, data):
+    """Flip one byte of the server's stored copy of @data (same size)."""
+    key = hashlib.sha256(data).hexdigest()
+    path = os.path.join(h.data, "lfs", "objects", key[:2], key[2:4], key)
+    with open(path, "r+b") as f:
+        f.seek(len(data) // 2)
+        b = f.read(1)
+        f.seek(len(data) // 2)
+        f.write(bytes([b[0] ^ 1]))
+
+
+def test_wrong_content_of_a_small_file_is_never_served(chub, mount_factory):
+    want = real_bytes(chub, "tester/small", SMALL)
+    corrupt_on_server(chub, want)
+    m = mount_factory(chub, "tester/small")
+    for _ in range(2):
+        with pytest.raises(OSError) as e:
+            read_all(m.path(SMALL))
+        assert e.value.errno == errno.EIO
+    m.stop()
+    assert "does not match its sha256" in m.errors()
+
+
+def test_wrong_content_of_a_large_file_ends_in_eio(chub, mount_factory):
+    want = real_bytes(chub, "tester/big", SMALL)
+    corrupt_on_server(chub, want)
+    m = mount_factory(chub, "tester/big")
+    failures = 0
+    for _ in range(3):
+        try:
+            got = read_all(m.path(SMALL))
+            assert len(got) == len(want)
+        except OSError as e:
+            assert e.errno == errno.EIO
+            failures += 1
+    assert failures >= 1
+    with pytest.raises(OSError) as e:
+        read_all(m.path(SMALL))
+    assert e.value.errno == errno.EIO
+    m.stop()
+    assert "does not match its sha256" in m.errors()
+
+
+def test_wrong_content_of_a_regular_file(chub, mount_factory):
+    r = chub.get("/api/models/tester/small/tree/main")
+    oid = [e["oid"] for e in r.json() if e["path"] == "config.json"][0]
+    m = mount_factory(chub, "tester/small")
+    (blob,) = glob.glob(os.path.join(chub.data, "blobcache", "*", oid)) or \
+        [None]
+    if blob is None:                    # not served yet: make it so
+        chub.get("/tester/small/resolve/main/config.json")
+        (blob,) = glob.glob(os.path.join(chub.data, "blobcache", "*", oid))
+    with open(blob, "r+b") as f:
+        f.write(b"X")
+    with pytest.raises(OSError) as e:
+        read_all(m.path("config.json"))
+    assert e.value.errno == errno.EIO
+    m.stop()
+    assert "does not match its blob id" in m.errors()
