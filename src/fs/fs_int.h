@@ -81,6 +81,16 @@ struct fs_stream {
 	uint32_t window;	/* readahead window, in blocks */
 };
 
+/*
+ * Update @stream for a read of bytes [@off, @end) of an object of
+ * @nblocks blocks, and say which blocks, [*@from, *@to), readahead should
+ * consider (an empty range for a random read).  stream.c explains the
+ * policy.
+ */
+void fs_stream_update(struct fs_stream *stream, uint64_t off, uint64_t end,
+		      uint64_t nblocks, uint32_t max_window, uint64_t *from,
+		      uint64_t *to);
+
 struct fs_reader_opts {
 	unsigned int workers;		/* fetch threads */
 	unsigned int max_run_blocks;	/* blocks per range request */

@@ -731,15 +731,12 @@ void fs_object_put(struct fs_object *obj)
 }
 
 /* Queue readahead for a sequential stream past block @last. */
+/* Queue readahead runs for the blocks [idx, end) that need fetching. */
 static void queue_readahead(struct fs_object *obj, struct fs_stream *st,
-			    uint64_t last)
+			    uint64_t idx, uint64_t end)
 {
 	struct fs_reader *r = obj->reader;
-	uint64_t idx = st->ra_next > last + 1 ? st->ra_next : last + 1;
-	uint64_t end = last + 1 + st->window;
 
-	if (end > obj->nblocks)
-		end = obj->nblocks;
 	while (idx < end) {
 		uint64_t start;
 		struct fs_run *run;
@@ -787,8 +784,7 @@ static int run_wait(struct fs_object *obj, struct fs_run *run, uint64_t idx)
 void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		      uint64_t off, size_t size)
 {
-	uint32_t max = obj->reader->opts.max_window_blocks;
-	uint64_t end;
+	uint64_t end, from, to;
 
 	if (off >= obj->size || size == 0)
 		return;
@@ -796,18 +792,10 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 	if (obj->nblocks <= obj->reader->opts.max_run_blocks)
 		return;
 	end = obj->size - off < size ? obj->size : off + size;
-	if (off == st->next_off) {
-		/* Sequential: grow the window (a first read at 0 counts). */
-		st->window = st->window ? st->window * 2 : 2;
-		if (st->window > max)
-			st->window = max;
-	} else {
-		st->window = 0;
-		st->ra_next = 0;
-	}
-	st->next_off = end;
-	if (st->window)
-		queue_readahead(obj, st, (end - 1) / BS);
+	fs_stream_update(st, off, end, obj->nblocks,
+			 obj->reader->opts.max_window_blocks, &from, &to);
+	if (from < to)
+		queue_readahead(obj, st, from, to);
 }
 
 /* Make blocks [@b0, @b1] present, fetching the missing ones. */

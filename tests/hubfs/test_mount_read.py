@@ -495,3 +495,28 @@ def test_mmap_by_several_processes(hub, mount_factory, oracle):
     for p in procs:
         p.join(30)
     assert results == [True] * 4
+
+
+def test_dataset_with_thousands_of_files(localhub_factory, mount_factory,
+                                         tmp_path):
+    h = localhub_factory("--page-size", "250")
+    h.seed("seed-dataset", "datasets/tester/big", "--files", "3000",
+           "--lfs-every", "1000", "--per-dir", "200")
+    h.start()
+    git = Git(str(tmp_path / "githome"))
+    git.run("lfs", "install", "--skip-repo")
+    checkout = str(tmp_path / "checkout")
+    git.run("clone", "-q", h.url + "/datasets/tester/big", checkout)
+    git.run("lfs", "pull", cwd=checkout)
+    seq = h.mark()
+    m = mount_factory(h, "datasets/tester/big")
+    assert_same_tree(m.mnt, checkout)
+    log = h.log_since(seq)
+    entries = 3000 + 3 + 2 + 15 + 1 + 3  # files, parquet, top, dirs
+    assert len([e for e in log if e["route"] == "tree"]) == -(-entries // 250)
+    # One tree listing, then one /resolve/ per file read (a GET of a
+    # regular file, a HEAD for an LFS file's CDN URL); nothing per stat.
+    nfiles = len(snapshot(checkout)[0])
+    assert len([e for e in log if e["route"] == "resolve"]) == nfiles
+    assert [e for e in log if e["route"] == "paths-info"] == []
+    assert len([e for e in log if e["route"] == "repo-info"]) == 1
