@@ -32,7 +32,8 @@
  * fs->revs_lock the revision list; rev->lock a revision's tree and
  * refresh state; fs->refs_lock the cached ref listing; file->lock a file
  * handle's readahead state.  None is held across an HTTP request or a
- * FUSE reply, and no two are held at once.
+ * FUSE reply.  The only nesting: revs_lock before rev->lock (to look
+ * for a tree some revision already holds).
  */
 #include <errno.h>
 #include <fuse_lowlevel.h>
@@ -113,6 +114,7 @@ struct hubfs_fs {
 	bool mounted;
 	bool signals;
 	struct fs_reader *reader;
+	atomic_uint invalidating;	/* threads dropping bad pages */
 
 	struct fs_rev *main;
 	pthread_mutex_t revs_lock;
@@ -1405,6 +1407,7 @@ static void *inval_main(void *arg)
 
 	for (i = 0; i < job->n; i++)
 		fuse_lowlevel_notify_inval_inode(job->fs->se, job->inos[i], 0, 0);
+	atomic_fetch_sub(&job->fs->invalidating, 1);
 	hubfs_free(job);
 	return NULL;
 }
@@ -1445,8 +1448,11 @@ static void drop_bad_pages(void *arg, const char *key)
 	}
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, inval_main, job) != 0)
+	atomic_fetch_add(&fs->invalidating, 1);
+	if (pthread_create(&t, &attr, inval_main, job) != 0) {
+		atomic_fetch_sub(&fs->invalidating, 1);
 		hubfs_free(job);
+	}
 	pthread_attr_destroy(&attr);
 }
 
@@ -1622,6 +1628,11 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 
 	if (!fs)
 		return;
+	/* The reader first: its workers may still want the session (to drop
+	 * bad pages), and so may threads already doing so. */
+	fs_reader_free(fs->reader);
+	while (atomic_load(&fs->invalidating) > 0)
+		usleep(10000);
 	if (fs->se) {
 		if (fs->mounted)
 			fuse_session_unmount(fs->se);
@@ -1629,7 +1640,6 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 			fuse_remove_signal_handlers(fs->se);
 		fuse_session_destroy(fs->se);
 	}
-	fs_reader_free(fs->reader);
 	for (i = 0; i < ITAB_SIZE; i++) {
 		struct fs_inode *in = fs->itab[i], *nx;
 

@@ -40,10 +40,10 @@
  *
  * Integrity.  Each block carries a CRC checked by the cache.  Besides,
  * every object's content hash is checked against its key: sha256 for LFS
- * files, the git blob hash otherwise.  An object fetched in one run (any
- * file up to max_run_blocks blocks: configs, tokenizers, most dataset
- * files) is hashed as it arrives and its blocks are committed only if the
- * hash matches, so it is never served wrong.  A larger object is hashed
+ * files, the git blob hash otherwise.  An object of one block (up to
+ * 1 MiB: configs, most tokenizers and dataset files) is hashed as it
+ * arrives and committed only if the hash matches, so it is never served
+ * wrong; fetching it whole costs nothing extra.  A larger object is hashed
  * block by block, in order, as its blocks arrive (whoever commits a block
  * advances the hash as far as it can), and checked once all are there.
  * On a mismatch the cached blocks are dropped and the next reads fetch
@@ -224,50 +224,56 @@ static void content_mismatch(struct fs_object *obj)
 					      obj->key);
 }
 
-static void hash_finish(struct fs_object *obj)
+/* Finish the whole-file hash; false if the content did not match. */
+static bool hash_finish(struct fs_object *obj)
 {
 	bool ok = content_hash_matches(obj, obj->md);
 
 	EVP_MD_CTX_free(obj->md);
 	obj->md = NULL;
+	obj->hash_next = 0;
 	if (ok) {
 		atomic_store(&obj->verified, true);
 		hubfs_cache_obj_set_verified(obj->cobj);
-		return;
 	}
-	obj->hash_next = 0;
-	content_mismatch(obj);
+	return ok;
 }
 
-/* Hash as many blocks, in order, as are present. */
-static void hash_advance_locked(struct fs_object *obj)
+/* Hash as many blocks, in order, as are present; false if the whole
+ * content has been hashed and did not match. */
+static bool hash_advance_locked(struct fs_object *obj)
 {
 	static __thread unsigned char buf[HASH_CHUNK];
 
 	if (!obj->md) {
 		obj->md = content_hash_new(obj);
 		if (!obj->md)
-			return;
+			return true;
 		obj->hash_next = 0;
 	}
 	while (obj->hash_next < obj->nblocks) {
 		uint64_t idx = obj->hash_next, done = 0, len = block_len(obj, idx);
 
 		if (hubfs_cache_block_present(obj->cobj, idx) != 1)
-			return;
+			return true;
 		while (done < len) {
 			size_t n = len - done < HASH_CHUNK ? len - done
 							   : HASH_CHUNK;
 			ssize_t got = hubfs_cache_obj_pread(obj->cobj, buf, n,
 							    idx * BS + done);
-			if (got != (ssize_t)n)
-				return;	/* the next advance retries */
+			if (got != (ssize_t)n) {
+				/* Part of the block is hashed already: start
+				 * over rather than hash it twice. */
+				EVP_MD_CTX_free(obj->md);
+				obj->md = NULL;
+				return true;
+			}
 			EVP_DigestUpdate(obj->md, buf, n);
 			done += n;
 		}
 		obj->hash_next++;
 	}
-	hash_finish(obj);
+	return hash_finish(obj);
 }
 
 /*
@@ -282,10 +288,14 @@ static void hash_advance(struct fs_object *obj)
 	while (atomic_load(&obj->hash_pending)) {
 		if (pthread_mutex_trylock(&obj->hash_lock) != 0)
 			return;
+		bool ok = true;
+
 		atomic_store(&obj->hash_pending, false);
 		if (!atomic_load(&obj->verified))
-			hash_advance_locked(obj);
+			ok = hash_advance_locked(obj);
 		pthread_mutex_unlock(&obj->hash_lock);
+		if (!ok)
+			content_mismatch(obj);	/* takes other locks */
 	}
 }
 
@@ -412,6 +422,29 @@ static int commit_verified(struct sink_state *st)
 }
 
 /*
+ * The cache refused blocks this run wrote (it is full of blocks in use):
+ * their bytes count against no limit but take disk space, so give it
+ * back, sparing any block that is present (another process may have
+ * committed the same block meanwhile).
+ */
+static void punch_uncommitted(struct fs_object *obj, struct fs_run *run,
+			      const struct sink_state *st)
+{
+	uint64_t idx, first;
+
+	pthread_mutex_lock(&obj->lock);
+	first = run->next;
+	pthread_mutex_unlock(&obj->lock);
+	for (idx = first; idx * BS < st->block * BS + st->fill; idx++) {
+		if (hubfs_cache_block_present(obj->cobj, idx) != 0)
+			continue;
+		fallocate(hubfs_cache_obj_fd(obj->cobj),
+			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(idx * BS), (off_t)block_len(obj, idx));
+	}
+}
+
+/*
  * Fetch a run into the cache; consumes the runner's reference.  Failures
  * of runs nobody waits for (@async: readahead) are logged here; others
  * reach the FUSE layer, which logs them.
@@ -428,8 +461,7 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async)
 	uint64_t end = run->end * BS < obj->size ? run->end * BS : obj->size;
 	int err = 0;
 
-	if (run->start == 0 && run->end >= obj->nblocks &&
-	    !atomic_load(&obj->verified)) {
+	if (obj->nblocks == 1 && !atomic_load(&obj->verified)) {
 		st.md = content_hash_new(obj);
 		st.crcs = hubfs_calloc(run->end - run->start, sizeof(*st.crcs));
 		if (!st.md || !st.crcs)
@@ -442,19 +474,8 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async)
 					   sink_to_cache, &st);
 	if (!err && st.md)
 		err = commit_verified(&st);
-	if (err) {
-		/*
-		 * Bytes written for blocks that were never committed count
-		 * against no limit but take disk space: give it back.
-		 */
-		uint64_t from = (st.md ? run->start : st.block) * BS;
-		uint64_t to = st.block * BS + st.fill;
-
-		if (to > from)
-			fallocate(hubfs_cache_obj_fd(obj->cobj),
-				  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				  (off_t)from, (off_t)(to - from));
-	}
+	if (err == -ENOSPC)
+		punch_uncommitted(obj, run, &st);
 	if (err && async && err != -ENOSPC)
 		hlog(LOG_ERR, "%s: fetching bytes %llu-%llu failed: %s (%s)",
 		     obj->path, (unsigned long long)off,
@@ -594,6 +615,8 @@ int fs_reader_new(struct fs_reader **out, struct hubfs_hub *hub,
 	return 0;
 }
 
+static void object_free(struct fs_object *obj);
+
 void fs_reader_free(struct fs_reader *r)
 {
 	unsigned int i;
@@ -607,6 +630,15 @@ void fs_reader_free(struct fs_reader *r)
 	for (i = 0; i < r->nthreads; i++)
 		pthread_join(r->threads[i], NULL);
 	hubfs_free(r->threads);
+	/* Files still open at exit get no release: close them here. */
+	for (i = 0; i < TABLE_SIZE; i++) {
+		while (r->table[i]) {
+			struct fs_object *obj = r->table[i];
+
+			r->table[i] = obj->hnext;
+			object_free(obj);
+		}
+	}
 	pthread_cond_destroy(&r->qcond);
 	pthread_mutex_destroy(&r->lock);
 	hubfs_free(r);
@@ -746,7 +778,8 @@ static void queue_readahead(struct fs_object *obj, struct fs_stream *st,
 			continue;
 		}
 		pthread_mutex_lock(&obj->lock);
-		if (run_covering(obj, idx)) {
+		if (run_covering(obj, idx) ||
+		    hubfs_cache_block_present(obj->cobj, idx) != 0) {
 			pthread_mutex_unlock(&obj->lock);
 			idx++;
 			continue;
@@ -788,8 +821,7 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 
 	if (off >= obj->size || size == 0)
 		return;
-	/* A small object is fetched whole by the first read (see Integrity). */
-	if (obj->nblocks <= obj->reader->opts.max_run_blocks)
+	if (obj->nblocks <= 1)
 		return;
 	end = obj->size - off < size ? obj->size : off + size;
 	fs_stream_update(st, off, end, obj->nblocks,
@@ -816,24 +848,25 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1)
 		pthread_mutex_lock(&obj->lock);
 		run = run_covering(obj, idx);
 		if (!run) {
-			/* Fetch from here up to the first block that is
-			 * present or already on its way; a small object
-			 * from its first block to its end if it can. */
-			uint64_t start = idx, end = idx + 1, last = b1;
+			uint64_t end = idx + 1;
 
-			if (obj->nblocks <= r->opts.max_run_blocks) {
-				while (start > 0 && !run_covering(obj, start - 1) &&
-				       hubfs_cache_block_present(obj->cobj,
-								 start - 1) == 0)
-					start--;
-				last = obj->nblocks - 1;
+			/* Committed since we looked?  (A run's blocks leave
+			 * run_covering() once committed.) */
+			p = hubfs_cache_block_present(obj->cobj, idx);
+			if (p != 0) {
+				pthread_mutex_unlock(&obj->lock);
+				if (p < 0)
+					return p;
+				continue;
 			}
-			while (end <= last &&
-			       end - start < r->opts.max_run_blocks &&
+			/* Fetch from here up to the first block that is
+			 * present or already on its way. */
+			while (end <= b1 &&
+			       end - idx < r->opts.max_run_blocks &&
 			       !run_covering(obj, end) &&
 			       hubfs_cache_block_present(obj->cobj, end) == 0)
 				end++;
-			mine = run = run_new(obj, start, end);
+			mine = run = run_new(obj, idx, end);
 			if (!run) {
 				pthread_mutex_unlock(&obj->lock);
 				return -ENOMEM;
@@ -847,6 +880,11 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1)
 		err = run_wait(obj, run, idx);
 		run_put(obj, run);
 		pthread_mutex_unlock(&obj->lock);
+		if (!mine && (err == -EAGAIN || err == -ECANCELED)) {
+			/* Readahead that was never sent: fetch it here. */
+			err = 0;
+			idx--;
+		}
 	}
 	return err;
 }
@@ -891,13 +929,16 @@ static int verify_whole(struct fs_object *obj)
 		atomic_store(&obj->verified, true);
 		hubfs_cache_obj_set_verified(obj->cobj);
 	} else if (!err) {
+		err = -EILSEQ;		/* a mismatch, reported below */
+	}
+	EVP_MD_CTX_free(md);
+	pthread_mutex_unlock(&obj->hash_lock);
+	if (err == -EILSEQ) {
 		content_mismatch(obj);
 		hubfs_err_set("the content of %s does not match its %s",
 			      obj->path, obj->lfs ? "sha256" : "blob id");
 		err = -EIO;
 	}
-	EVP_MD_CTX_free(md);
-	pthread_mutex_unlock(&obj->hash_lock);
 	return err;
 }
 

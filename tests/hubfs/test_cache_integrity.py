@@ -17,10 +17,10 @@ SMALL = "model-00001-of-00001.safetensors"
 
 @pytest.fixture
 def chub(localhub_factory):
-    """A server with a 2 MiB single-shard model and a 12 MiB one."""
+    """A server with a 512 KiB single-shard model and a 12 MiB one."""
     h = localhub_factory()
     h.seed("seed-model", "tester/small", "--no-history", "--shards", "1",
-           "--shard-size", "2MiB")
+           "--shard-size", "512KiB")
     h.seed("seed-model", "tester/big", "--no-history", "--shards", "1",
            "--shard-size", "12MiB")
     h.start()
