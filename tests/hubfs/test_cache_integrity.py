@@ -6,11 +6,12 @@ import errno
 import glob
 import hashlib
 import os
+import subprocess
 import threading
 
 import pytest
 
-from conftest import http_request
+from conftest import HUBFS, http_request
 
 SMALL = "model-00001-of-00001.safetensors"
 
@@ -178,3 +179,36 @@ def test_wrong_content_of_a_regular_file(chub, mount_factory):
     assert e.value.errno == errno.EIO
     m.stop()
     assert "does not match its blob id" in m.errors()
+
+
+def sanitized():
+    out = subprocess.run(["ldd", HUBFS], stdout=subprocess.PIPE).stdout
+    return b"libasan" in out or b"libtsan" in out
+
+
+def test_memory_stays_bounded(localhub_factory, mount_factory):
+    if sanitized():
+        pytest.skip("sanitizer builds use much more memory by design")
+    h = localhub_factory()
+    h.seed("seed-model", "tester/m", "--no-history", "--shards", "2",
+           "--shard-size", "48MiB")
+    h.start()
+    m = mount_factory(h, "tester/m")
+    names = ["model-00001-of-00002.safetensors",
+             "model-00002-of-00002.safetensors"]
+    got = {}
+
+    def reader(i):
+        with open(m.path(names[i % 2]), "rb") as f:
+            got[i] = hashlib.sha256(f.read()).hexdigest()
+    ts = [threading.Thread(target=reader, args=(i,)) for i in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(300)
+    assert len(got) == 6 and len(set(got.values())) == 2
+    with open("/proc/%d/status" % m.proc.pid) as f:
+        hwm = [int(x.split()[1]) for x in f if x.startswith("VmHWM:")][0]
+    # 96 MiB of content read by six readers: the daemon's peak resident
+    # memory must not grow with it (nothing is buffered in memory).
+    assert hwm < 64 * 1024, "peak RSS %d KiB" % hwm
