@@ -11,7 +11,7 @@
  * Rows are tried in order and the first match wins, so specific rows (an
  * X-Error-Code, an exact X-Error-Message, an answer from a CDN) come
  * before the plain status rows.  The order follows huggingface_hub's
- * hf_raise_for_status (hub-api.md section 4.1):
+ * hf_raise_for_status (utils/_http.py):
  *   - a 401 saying "Invalid credentials in Authorization header" is a
  *     refused token, whatever else it says;
  *   - RepoNotFound, GatedRepo, RevisionNotFound and EntryNotFound are

@@ -434,7 +434,7 @@ static struct curl_slist *make_headers(const struct hubfs_hub *hub,
 	if (req->range) {
 		snprintf(range, sizeof(range), "Range: bytes=%s", req->range);
 		lines[n++] = range;
-		/* A cache that may compress ignores Range (hub-api.md 1.8). */
+		/* A cache that may compress ignores Range (CloudFront does). */
 		lines[n++] = "Accept-Encoding: identity";
 	}
 	if (req->json)

@@ -26,7 +26,7 @@
  *
  * Percent-encoding keeps only RFC 3986 unreserved characters; a revision
  * is always one segment ("refs/pr/1" becomes "refs%2Fpr%2F1"), a file
- * path keeps its '/' separators (hub-api.md section 0).
+ * path keeps its '/' separators, as huggingface_hub's hf_hub_url does.
  */
 #include <ctype.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
  *
  * DESIGN
  *
- * Where the bytes come from (hub-api.md 1.6-1.8):
+ * Where the bytes come from (as huggingface_hub and huggingface.js see it):
  *   - An LFS file is served by a CDN.  HEAD /resolve/{commit}/{path}
  *     (with the token, redirects not followed) answers 302 with an
  *     absolute, signed, content-addressed Location.  That URL is cached
