@@ -49,7 +49,4 @@ int hubfs_fs_loop(struct hubfs_fs *fs);
 /* Unmount if mounted, stop all threads, free.  Accepts NULL. */
 void hubfs_fs_free(struct hubfs_fs *fs);
 
-/* The commit the mount root shows now (40 hex digits). */
-void hubfs_fs_root_commit(struct hubfs_fs *fs, char commit[41]);
-
 #endif /* HUBFS_FS_H */

@@ -1614,13 +1614,6 @@ int hubfs_fs_loop(struct hubfs_fs *fs)
 	return err < 0 ? err : 0;
 }
 
-void hubfs_fs_root_commit(struct hubfs_fs *fs, char commit[41])
-{
-	pthread_mutex_lock(&fs->main->lock);
-	memcpy(commit, fs->main->tree->commit, 41);
-	pthread_mutex_unlock(&fs->main->lock);
-}
-
 void hubfs_fs_free(struct hubfs_fs *fs)
 {
 	struct fs_rev *rev, *next;

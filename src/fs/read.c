@@ -301,11 +301,11 @@ static void hash_advance(struct fs_object *obj)
 
 /* --- runs --------------------------------------------------------------- */
 
-static void run_put(struct fs_object *obj, struct fs_run *run)
+/* Drop a reference to @run; obj->lock is held. */
+static void run_put(struct fs_run *run)
 {
 	if (--run->refs == 0)
 		hubfs_free(run);
-	(void)obj;
 }
 
 static void run_finish(struct fs_object *obj, struct fs_run *run, int err)
@@ -318,12 +318,12 @@ static void run_finish(struct fs_object *obj, struct fs_run *run, int err)
 	for (p = &obj->runs; *p; p = &(*p)->link) {
 		if (*p == run) {
 			*p = run->link;
-			run_put(obj, run);	/* the list's reference */
+			run_put(run);	/* the list's reference */
 			break;
 		}
 	}
 	pthread_cond_broadcast(&obj->cond);
-	run_put(obj, run);			/* the runner's reference */
+	run_put(run);			/* the runner's reference */
 	pthread_mutex_unlock(&obj->lock);
 }
 
@@ -878,7 +878,7 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1)
 			run_fetch(obj, mine, false);
 		pthread_mutex_lock(&obj->lock);
 		err = run_wait(obj, run, idx);
-		run_put(obj, run);
+		run_put(run);
 		pthread_mutex_unlock(&obj->lock);
 		if (!mine && (err == -EAGAIN || err == -ECANCELED)) {
 			/* Readahead that was never sent: fetch it here. */

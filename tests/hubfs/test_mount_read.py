@@ -7,14 +7,13 @@ import json
 import mmap
 import multiprocessing
 import os
-import shutil
 import stat
 import subprocess
 import time
 
 import pytest
 
-from conftest import READ, WRITE, CAROL, Git, http_request
+from conftest import READ, CAROL, Git, http_request
 
 MODEL_REVS = ["main", "dev", "feature/x", "v1.0", "v2.0", "refs/pr/1"]
 SHARD1 = "model-00001-of-00002.safetensors"

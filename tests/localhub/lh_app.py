@@ -6,7 +6,6 @@ limits, request log, server-side pushes, settings).
 import base64
 import hashlib
 import hmac
-import json
 import os
 import shutil
 import threading
@@ -17,8 +16,8 @@ from lh_auth import Auth
 from lh_cdn import CdnHandler
 from lh_faults import Faults, RateLimiter
 from lh_http import Handler, HubError, RequestLog, bind, serve_in_thread
-from lh_hub import HubHandler, validate_repo_path, URL_PREFIX
-from lh_store import Store, StoreError, lfs_pointer, GitAttributes
+from lh_hub import HubHandler, validate_repo_path
+from lh_store import Store, lfs_pointer
 
 MiB = 1 << 20
 

@@ -17,9 +17,9 @@ import subprocess
 import time
 import urllib.parse
 
-from lh_http import HubError, Handler, JSON_CAP
+from lh_http import HubError, Handler
 from lh_store import (StoreError, GitAttributes, iso_date, lfs_pointer,
-                      SHA256_RE, HEX40_RE, default_gitattributes)
+                      SHA256_RE, HEX40_RE)
 
 TYPE_PLURALS = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}

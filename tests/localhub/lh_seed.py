@@ -12,7 +12,7 @@ import os
 import random
 import struct
 
-from lh_store import GitAttributes, StoreError, lfs_pointer, default_gitattributes
+from lh_store import GitAttributes, lfs_pointer, default_gitattributes
 
 EPOCH = 1704067200          # 2024-01-01T00:00:00Z
 AUTHOR = ("localhub-seed", "seed@localhub.invalid")

@@ -16,9 +16,7 @@ SHARD = "model-00001-of-00001.safetensors"
 @pytest.fixture(scope="module")
 def fhub(tmp_path_factory):
     from conftest import LocalHub
-    h = LocalHub(str(tmp_path_factory.mktemp("fhub")),
-                 ["--fault", json.dumps({"route": "refs", "nth": 1,
-                                         "status": 500, "name": "boot"})])
+    h = LocalHub(str(tmp_path_factory.mktemp("fhub")))
     h.seed("seed-model", "tester/m", "--no-history", "--shards", "1",
            "--shard-size", "1MiB")
     h.start()
@@ -59,18 +57,20 @@ def raw_get(url, headers=None, timeout=10):
             return r.status, got, None if len(got) == n else "short"
         except http.client.IncompleteRead as e:
             return r.status, got + e.partial, "short"
-        except (ConnectionResetError, ConnectionAbortedError) as e:
+        except (ConnectionResetError, ConnectionAbortedError):
             return r.status, got, "reset"
     finally:
         conn.close()
 
 
-def test_fault_from_the_command_line_fired_once(fhub):
-    # The boot fault was cleared by the fixture; it had fired on request 1
-    # only if something asked for refs before: check a fresh one instead.
-    fhub.admin("POST", "/faults", {"route": "refs", "nth": 1, "status": 500})
-    assert fhub.get("/api/models/tester/m/refs").status == 500
-    assert fhub.get("/api/models/tester/m/refs").status == 200
+def test_fault_from_the_command_line(localhub_factory):
+    h = localhub_factory("--fault", json.dumps(
+        {"route": "refs", "nth": 1, "status": 500, "name": "boot"}))
+    h.seed("seed-space", "spaces/tester/s")
+    h.start()
+    assert [f["name"] for f in h.admin("GET", "/faults")] == ["boot"]
+    assert h.get("/api/spaces/tester/s/refs").status == 500
+    assert h.get("/api/spaces/tester/s/refs").status == 200
 
 
 def test_status_fault_on_nth_request_of_a_route(fhub):

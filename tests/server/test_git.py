@@ -14,14 +14,13 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import subprocess
 import time
 import urllib.parse
 import uuid
 
 import pytest
 
-from conftest import WRITE, READ, BOB, GIT_TIMEOUT, Git, http_request
+from conftest import WRITE, READ, BOB, Git, http_request
 
 PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 LFS_SPEC = b"version https://git-lfs.github.com/spec/v1\n"

@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 import subprocess
-import urllib.parse
 import uuid
 
 import pytest
