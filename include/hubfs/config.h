@@ -79,6 +79,9 @@ struct hubfs_config {
 	gid_t gid;		/* group shown for files, if gid_set */
 	bool gid_set;
 	unsigned int refresh;	/* seconds between re-resolves; 0 = never */
+	char *commit_message;	/* commit summary template, or NULL */
+	unsigned int commit_quiet_ms;	/* commit after this long quiet */
+	unsigned int commit_max_delay_ms; /* ... or pending this long */
 	bool debug;
 	bool foreground;
 	char *mountpoint;	/* as given on the command line */
@@ -98,6 +101,7 @@ struct hubfs_config {
 		.repo_type = HUBFS_REPO_MODEL,                             \
 		.cache_size = HUBFS_CONFIG_CACHE_SIZE_DEFAULT,             \
 		.refresh = HUBFS_CONFIG_REFRESH_DEFAULT,                   \
+		.commit_quiet_ms = 2000, .commit_max_delay_ms = 30000,     \
 	}
 
 /*

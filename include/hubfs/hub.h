@@ -26,7 +26,10 @@
  *   access), -EHOSTUNREACH / -ETIMEDOUT (the Hub could not be reached),
  *   -EAGAIN (still rate limited after the retries), -EIO (a server error
  *   after the retries, or a response that is malformed or not what was
- *   asked for), -EFBIG, -ENOMEM, -EINVAL.
+ *   asked for), -ESTALE (a commit's parent is no longer the branch's
+ *   head), -EEXIST (the Hub reports a conflict), -EFBIG, -ENOMEM,
+ *   -EINVAL (an invalid argument, or a request the Hub refused as
+ *   invalid).
  *
  * All functions are thread-safe: each call borrows a curl handle from the
  * pool for its duration.
@@ -182,6 +185,155 @@ int hubfs_hub_read_range(struct hubfs_hub *hub,
 			 const struct hubfs_hub_file *file, uint64_t off,
 			 uint64_t len, hubfs_hub_sink sink, void *arg);
 
+
+/* --- Writing ------------------------------------------------------------- */
+
+/*
+ * Content to upload, read on demand: fill @buf with exactly @len bytes
+ * at @off of the content, or return -errno (a detail set with
+ * hubfs_err_set() is kept).  Called from the calling thread and from
+ * upload threads, possibly concurrently for different ranges, and more
+ * than once for a range when a request is retried.  @len is at most a
+ * few tens of KiB: content is never held whole.
+ */
+typedef int (*hubfs_hub_source)(void *arg, uint64_t off, void *buf,
+				size_t len);
+
+/* One file a commit will add, as preupload sees it. */
+struct hubfs_hub_upload_file {
+	const char *path;
+	uint64_t size;
+	const void *sample;	/* the first min(size, 512) bytes */
+	/* Set by hubfs_hub_preupload(): */
+	bool lfs;		/* upload through LFS ("uploadMode":"lfs") */
+	bool ignore;		/* the Hub says leave it out ("shouldIgnore") */
+	char remote_oid[65];	/* the path's content on the branch now: its
+				 * blob id (regular) or sha256 (LFS); "" if
+				 * the path does not exist there */
+};
+
+/*
+ * Ask the Hub how each of @n files is to be uploaded to @branch
+ * (POST /api/{type}s/{repo}/preupload/{branch}, 100 files a call).  A
+ * 0-byte file is always regular.  @gitattributes is the .gitattributes
+ * text the commit will hold when it changes that file, else NULL (the
+ * branch's own is used).  The answers are matched to @files by path; on
+ * failure no file is changed.  @n = 0 sends nothing.  -EACCES without a
+ * token or without write access, -ENOENT when the branch does not
+ * exist, -EINVAL for an invalid path (or one, or @gitattributes, that is
+ * not UTF-8), a size above HUBFS_SIZE_MAX or a missing sample, -EIO when
+ * the answer is malformed or leaves a file out.
+ */
+int hubfs_hub_preupload(struct hubfs_hub *hub, const char *branch,
+			const char *gitattributes,
+			struct hubfs_hub_upload_file *files, size_t n);
+
+/* One LFS object to store. */
+struct hubfs_hub_lfs_object {
+	char sha256[65];
+	uint64_t size;
+	hubfs_hub_source read;
+	void *arg;
+};
+
+/*
+ * Make sure the Hub's LFS storage holds each of @n objects: the LFS batch
+ * API (100 objects a call), then for each object the Hub lacks a basic
+ * PUT or a multipart upload (up to @parallel parts in flight, 1 to 16, 0
+ * meaning 1; each streamed from its source so memory does not grow with
+ * the object), the multipart completion and the verify call when the Hub
+ * asks for them.  Objects go one after the other.  Objects the Hub
+ * already has are not sent again, nor is an object given twice.
+ * Presigned upload URLs never get the token.  A per-object error in the
+ * batch answer fails the call (-EIO) with a detail that names the
+ * object, as does an answer that is malformed, leaves an object out, or
+ * numbers multipart parts other than 1 to ceil(size / chunk_size).
+ * -EINVAL for an invalid sha256, a size above HUBFS_SIZE_MAX, no source,
+ * or one object given with two sizes.  A failure part-way leaves the
+ * objects already stored in place; calling again sends only the rest.
+ */
+int hubfs_hub_lfs_upload(struct hubfs_hub *hub, const char *branch,
+			 const struct hubfs_hub_lfs_object *objs, size_t n,
+			 unsigned int parallel);
+
+enum hubfs_hub_op_kind {
+	HUBFS_OP_ADD_FILE,	/* inline content ("file", base64) */
+	HUBFS_OP_ADD_LFS,	/* an object in LFS storage ("lfsFile") */
+	HUBFS_OP_DELETE_FILE,	/* "deletedFile" */
+	HUBFS_OP_DELETE_FOLDER,	/* "deletedFolder" (recursive) */
+};
+
+struct hubfs_hub_commit_op {
+	enum hubfs_hub_op_kind kind;
+	const char *path;	/* UTF-8 */
+	uint64_t size;		/* ADD_FILE, ADD_LFS */
+	hubfs_hub_source read;	/* ADD_FILE: read while the body is sent;
+				 * may be NULL when size is 0 */
+	void *arg;
+	const char *sha256;	/* ADD_LFS: 64 hex digits */
+};
+
+struct hubfs_hub_commit {
+	const char *branch;	/* a branch or refs/pr/N */
+	const char *parent;	/* required: the commit the changes apply to,
+				 * 40 hex digits */
+	const char *summary;	/* the first line of the message; not empty */
+	const char *description; /* the rest; may be "" or NULL */
+	const struct hubfs_hub_commit_op *ops;	/* sent in this order */
+	size_t n;
+};
+
+/*
+ * Create a commit (POST /api/{type}s/{repo}/commit/{branch}, NDJSON with
+ * parentCommit).  The body is streamed: inline contents are read through
+ * their sources and encoded as they are sent, so memory does not grow
+ * with the commit.  On success @out receives the new commit id.
+ * -ESTALE (HTTP 412) when the branch's head is no longer @parent.  The
+ * call is retried like any other: since parentCommit is always sent, a
+ * retry after a commit that did land gets -ESTALE rather than making a
+ * second commit, so the caller must then look for its commit
+ * (hubfs_hub_list_commits()) before concluding anything.  Other errors:
+ * -EACCES (no token, or no write access), -ENOENT (no such branch, or a
+ * file or folder to delete that is not there), -EINVAL (an invalid
+ * argument, text that is not UTF-8, or HTTP 400: the Hub refused the
+ * commit, e.g. an inline file over 10 MiB or an LFS object it does not
+ * hold), -EIO (the answer names no valid commit).  Everything is checked
+ * before the first byte is sent.
+ */
+int hubfs_hub_commit(struct hubfs_hub *hub,
+		     const struct hubfs_hub_commit *commit, char out[41]);
+
+struct hubfs_hub_commit_info {
+	char id[41];
+	const char *title;	/* borrowed for the callback's duration */
+	const char *message;	/* the whole message */
+	int64_t time;		/* Unix seconds */
+};
+
+typedef int (*hubfs_hub_commit_cb)(void *arg,
+				   const struct hubfs_hub_commit_info *c);
+
+/*
+ * The commits reachable from @rev, newest first, at most @max of them
+ * (GET /api/{type}s/{repo}/commits/{rev}, pages of up to 100, following
+ * Link rel="next"; @max 0 sends nothing).  An entry without a valid id
+ * or date is skipped with a warning in the log; a missing title or
+ * message is "".  A non-zero return from @cb stops the listing and is
+ * returned.
+ */
+int hubfs_hub_list_commits(struct hubfs_hub *hub, const char *rev,
+			   unsigned int max, hubfs_hub_commit_cb cb,
+			   void *arg);
+
+/*
+ * Whether the token may commit to @branch (a preupload of no file): 0,
+ * -EACCES (no token, a read-only token, or no write access to the
+ * repository; the detail says which), -ENOENT when the repository or the
+ * branch does not exist, or another -errno when the Hub could not
+ * answer.
+ */
+int hubfs_hub_check_write(struct hubfs_hub *hub, const char *branch);
+
 /* --- Counters ------------------------------------------------------------ */
 
 struct hubfs_hub_stats {
@@ -190,6 +342,8 @@ struct hubfs_hub_stats {
 	uint64_t throttled;	/* 429 answers */
 	uint64_t bytes;		/* response body bytes received */
 	uint64_t locates;	/* /resolve/ requests made to find a URL */
+	uint64_t bytes_sent;	/* request body bytes sent */
+	uint64_t commits;	/* commits created */
 };
 
 /* A snapshot of the counters since hubfs_hub_new(). */

@@ -67,6 +67,7 @@ static const size_t config_strings[] = {
 	offsetof(struct hubfs_config, cache_dir),
 	offsetof(struct hubfs_config, mountpoint),
 	offsetof(struct hubfs_config, fuse_opts),
+	offsetof(struct hubfs_config, commit_message),
 };
 
 static char **config_string(struct hubfs_config *cfg, size_t i)
@@ -667,6 +668,37 @@ static int opt_refresh(struct hubfs_config *cfg, const char *value)
 	return err;
 }
 
+static int opt_commit_delay(struct hubfs_config *cfg, const char *value)
+{
+	uint64_t v;
+	int err = parse_number("commit_delay", value, 0, 86400000, &v);
+
+	if (!err)
+		cfg->commit_quiet_ms = (unsigned int)v;
+	if (!err && cfg->commit_max_delay_ms < v)
+		cfg->commit_max_delay_ms = (unsigned int)v;
+	return err;
+}
+
+static int opt_commit_max_delay(struct hubfs_config *cfg, const char *value)
+{
+	uint64_t v;
+	int err = parse_number("commit_max_delay", value, 0, 86400000, &v);
+
+	if (!err)
+		cfg->commit_max_delay_ms = (unsigned int)v;
+	return err;
+}
+
+static int opt_commit_message(struct hubfs_config *cfg, const char *value)
+{
+	if (!*value || strchr(value, '\n')) {
+		hubfs_err_set("commit_message must be one non-empty line");
+		return -EINVAL;
+	}
+	return set_string(&cfg->commit_message, value, strlen(value));
+}
+
 /* Append @opt to the options handed to libfuse. */
 static int add_fuse_opt(struct hubfs_config *cfg, const char *opt)
 {
@@ -732,6 +764,9 @@ static const struct opt_spec {
 	{ "gid", OPT_NUMBER, opt_gid, 0, false },
 	{ "refresh", OPT_NUMBER, opt_refresh, 0, false },
 	{ "max_read", OPT_NUMBER, opt_max_read, 0, false },
+	{ "commit_delay", OPT_NUMBER, opt_commit_delay, 0, false },
+	{ "commit_max_delay", OPT_NUMBER, opt_commit_max_delay, 0, false },
+	{ "commit_message", OPT_TEXT, opt_commit_message, 0, false },
 	{ "default_permissions", OPT_ACTION, opt_default_permissions, 0,
 	  false },
 	{ "ro", OPT_FLAG, NULL, FLAG(ro), true },

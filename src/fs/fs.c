@@ -36,6 +36,7 @@
  * for a tree some revision already holds).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -48,6 +49,7 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "hubfs/journal.h"
 #include "hubfs/err.h"
 #include "hubfs/fs.h"
 #include "hubfs/log.h"
@@ -63,6 +65,7 @@ enum ino_kind {
 	K_REV_ROOT,	/* a revision's root directory */
 	K_REVS_DIR,	/* .revisions */
 	K_NODE,		/* a file or directory below a revision's root */
+	K_WNODE,	/* a node of the writable revision's working tree */
 };
 
 struct fs_rev {
@@ -87,6 +90,7 @@ struct fs_inode {
 	struct fs_rev *rev;
 	struct fs_tree *tree;	/* K_NODE: a reference */
 	struct fs_node *node;	/* K_NODE */
+	struct fs_wnode *w;	/* K_WNODE: a reference */
 	struct fs_inode *hnext;	/* fs->itab_lock */
 };
 
@@ -127,11 +131,20 @@ struct hubfs_fs {
 	pthread_mutex_t refs_lock;
 	struct ref_list *refs;		/* refs_lock */
 	time_t refs_at;			/* refs_lock */
+
+	/* The writable revision (the mount's own, when it is a branch). */
+	struct hubfs_journal *journal;
+	struct fs_work *work;
+	struct fs_tree *work_base;	/* until the working tree is built */
+	int write_err;			/* 0, or why writes are refused */
+	uint64_t next_wino;		/* itab_lock */
 };
 
 struct fs_file {
 	struct fs_tree *tree;	/* a reference: keeps node alive */
 	struct fs_node *node;
+	struct fs_wnode *w;	/* K_WNODE: a reference */
+	bool writer;		/* K_WNODE opened for writing */
 	struct fs_object *obj;
 	pthread_mutex_t lock;
 	struct fs_stream stream;	/* lock */
@@ -143,6 +156,7 @@ struct dir_handle {
 	struct fs_rev *rev;
 	bool is_mount_root;
 	struct ref_list *refs;	/* .revisions: a reference */
+	struct fs_wnode *wdir;	/* K_WNODE: a reference */
 };
 
 static const char *const repo_type_plural[] = {
@@ -284,6 +298,14 @@ static struct fs_tree *tree_in_use(struct hubfs_fs *fs, const char *commit)
 	}
 	pthread_mutex_unlock(&fs->revs_lock);
 	return found;
+}
+
+static bool tree_in_use_peek(struct hubfs_fs *fs, const char *commit)
+{
+	struct fs_tree *t = tree_in_use(fs, commit);
+
+	fs_tree_put(t);
+	return t != NULL;
 }
 
 /*
@@ -796,6 +818,49 @@ static struct fs_inode *inode_for_rev(struct hubfs_fs *fs, struct fs_rev *rev)
 	return in;
 }
 
+/*
+ * Count one more kernel reference to the inode of working-tree node @n;
+ * the caller's reference to @n passes to the inode.  A wnode keeps its
+ * inode number for as long as the kernel knows it (across renames, as
+ * POSIX wants); wnode->ino is guarded by itab_lock.
+ */
+static struct fs_inode *inode_for_wnode(struct hubfs_fs *fs,
+					struct fs_wnode *n)
+{
+	struct fs_inode *in;
+	fuse_ino_t ino;
+
+	if (n == fs_work_root(fs->work)) {
+		fs_wnode_put(fs->work, n);
+		return &fs->root_inode;
+	}
+	pthread_mutex_lock(&fs->itab_lock);
+	in = n->ino ? itab_find(fs, n->ino) : NULL;
+	if (in && in->kind == K_WNODE && in->w == n) {
+		in->nlookup++;
+		pthread_mutex_unlock(&fs->itab_lock);
+		fs_wnode_put(fs->work, n);
+		return in;
+	}
+	do {
+		ino = (++fs->next_wino & ~(1ULL << 63)) | (1ULL << 62);
+	} while (itab_find(fs, ino));
+	in = hubfs_calloc(1, sizeof(*in));
+	if (in) {
+		in->ino = ino;
+		in->kind = K_WNODE;
+		in->nlookup = 1;
+		in->rev = fs->main;
+		in->w = n;
+		n->ino = ino;
+		itab_insert(fs, in);
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+	if (!in)
+		fs_wnode_put(fs->work, n);
+	return in;
+}
+
 static void inode_forget(struct hubfs_fs *fs, fuse_ino_t ino, uint64_t n)
 {
 	struct fs_inode *in;
@@ -814,6 +879,8 @@ static void inode_forget(struct hubfs_fs *fs, fuse_ino_t ino, uint64_t n)
 	}
 	pthread_mutex_unlock(&fs->itab_lock);
 	if (in) {
+		if (in->kind == K_WNODE)
+			fs_wnode_put(fs->work, in->w);
 		hubfs_free(in);
 		fs_tree_put(tree);
 	}
@@ -847,6 +914,31 @@ static void fill_stat(struct hubfs_fs *fs, struct stat *st, fuse_ino_t ino,
 	}
 }
 
+static void wnode_stat(struct hubfs_fs *fs, struct fs_inode *in,
+		       struct stat *st)
+{
+	struct fs_wattr a;
+
+	fs_work_attr(fs->work, in->w, &a);
+	memset(st, 0, sizeof(*st));
+	st->st_ino = in->ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_mtim.tv_sec = a.mtime;
+	st->st_ctim.tv_sec = a.mtime;
+	st->st_atim.tv_sec = a.mtime;
+	st->st_blksize = HUBFS_CACHE_BLOCK_SIZE;
+	if (a.type == HUBFS_ENTRY_DIR) {
+		st->st_mode = S_IFDIR | (fs->write_err ? 0555 : 0755);
+		st->st_nlink = 2 + a.subdirs + (in->ino == FUSE_ROOT_ID);
+	} else {
+		st->st_mode = S_IFREG | (fs->write_err ? 0444 : 0644);
+		st->st_nlink = 1;
+		st->st_size = (off_t)a.size;
+		st->st_blocks = (blkcnt_t)((a.size + 511) / 512);
+	}
+}
+
 /*
  * The attributes of @in and how long the kernel may keep them.  For a
  * revision root this may re-resolve the revision.
@@ -874,6 +966,13 @@ static void inode_stat(struct hubfs_fs *fs, struct fs_inode *in,
 	case K_NODE:
 		fill_stat(fs, st, in->ino, in->node, in->tree->time);
 		*timeout = rev_timeout(fs, in->rev);
+		break;
+	case K_WNODE:
+		wnode_stat(fs, in, st);
+		/* Only this mount changes the working tree; a branch moved
+		 * upstream is followed by the committer, which tells the
+		 * kernel.  Short timeouts keep that window small. */
+		*timeout = 1.0;
 		break;
 	}
 }
@@ -937,6 +1036,19 @@ static int do_lookup(struct hubfs_fs *fs, fuse_ino_t parent, const char *name,
 		*out = node ? inode_for_node(fs, dir->rev, dir->tree, node)
 			    : NULL;
 		break;
+	case K_WNODE: {
+		struct fs_wnode *wn;
+
+		if (dir->ino == FUSE_ROOT_ID && strcmp(name, REVS_NAME) == 0) {
+			*out = &fs->revs_inode;
+			return 0;
+		}
+		err = fs_work_lookup(fs->work, dir->w, name, &wn);
+		if (err)
+			return err;
+		*out = inode_for_wnode(fs, wn);
+		return *out ? 0 : -ENOMEM;
+	}
 	}
 	if (!node)
 		return -ENOENT;
@@ -1017,7 +1129,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	if (in->kind == K_NODE && in->node->type != HUBFS_ENTRY_DIR) {
+	if ((in->kind == K_NODE && in->node->type != HUBFS_ENTRY_DIR) ||
+	    (in->kind == K_WNODE && in->w->type != HUBFS_ENTRY_DIR)) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
@@ -1049,6 +1162,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		d->node = in->node;
 		d->rev = in->rev;
 		break;
+	case K_WNODE:
+		d->wdir = in->w;
+		fs_wnode_get(fs->work, d->wdir);
+		break;
 	}
 	fi->fh = (uintptr_t)d;
 	/* Immutable directories may be cached by the kernel. */
@@ -1062,7 +1179,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 {
 	struct hubfs_fs *fs = req_fs(req);
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	size_t count = d->refs ? d->refs->n : d->node->nchildren;
+	size_t count = d->refs ? d->refs->n : d->wdir ? INT32_MAX
+							 : d->node->nchildren;
 	char *buf = hubfs_malloc(size);
 	size_t used = 0;
 	off_t i;
@@ -1075,6 +1193,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		struct fuse_entry_param e;
 		struct fs_inode *in = NULL;
 		const char *name;
+		char wname[HUBFS_NAME_MAX + 1];
 		size_t n;
 
 		memset(&e, 0, sizeof(e));
@@ -1082,6 +1201,27 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			name = i == 0 ? "." : "..";
 			e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
 			e.attr.st_mode = S_IFDIR;
+		} else if (d->wdir) {
+			struct fs_wnode *k;
+			struct fs_wattr a;
+
+			if (fs_work_list(fs->work, d->wdir, (size_t)(i - 2), &k,
+					 1) == 0)
+				break;
+			fs_work_name(fs->work, k, wname, sizeof(wname));
+			name = wname;
+			if (plus) {
+				in = inode_for_wnode(fs, k);
+				if (!in)
+					break;
+				fill_entry(fs, in, &e);
+			} else {
+				fs_work_attr(fs->work, k, &a);
+				e.attr.st_ino = 0;	/* unknown yet */
+				e.attr.st_mode = a.type == HUBFS_ENTRY_DIR
+							 ? S_IFDIR : S_IFREG;
+				fs_wnode_put(fs->work, k);
+			}
 		} else if (d->refs) {
 			name = d->refs->items[i - 2].dirname;
 			/* No attributes: each revision resolves on lookup. */
@@ -1140,11 +1280,72 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 	(void)ino;
 	fs_tree_put(d->tree);
 	refs_put(req_fs(req), d->refs);
+	if (d->wdir)
+		fs_wnode_put(req_fs(req)->work, d->wdir);
 	hubfs_free(d);
 	fuse_reply_err(req, 0);
 }
 
 /* --- files ------------------------------------------------------------------ */
+
+/* Why this mount refuses writes, logged once per refusal. */
+static int write_refused(struct hubfs_fs *fs, const char *what)
+{
+	if (fs->write_err == -EACCES)
+		hlog(LOG_ERR, "%s: %s refused: the token cannot write to %s",
+		     fs->repo_label, what, fs->repo_label);
+	return fs->write_err;
+}
+
+/*
+ * A file handle on the working tree.  Reads of a clean file go through
+ * the block cache like any other (f->obj, opened lazily because a file
+ * can become clean or dirty while open); reads of changed files come
+ * from their stage.
+ */
+static void wnode_open(fuse_req_t req, struct hubfs_fs *fs,
+		       struct fs_inode *in, struct fuse_file_info *fi)
+{
+	bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct fs_file *f;
+	int err;
+
+	if (in->w->type != HUBFS_ENTRY_FILE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (write && fs->write_err) {
+		fuse_reply_err(req, -write_refused(fs, "opening for writing"));
+		return;
+	}
+	f = hubfs_calloc(1, sizeof(*f));
+	if (!f) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	hubfs_err_clear();
+	if (write) {
+		err = fs_work_open_write(fs->work, in->w,
+					 (fi->flags & O_TRUNC) != 0);
+		if (err) {
+			hlog(LOG_ERR, "open %s: %s: %s", in->w->name,
+			     strerror(-err), hubfs_err_or("no detail"));
+			hubfs_free(f);
+			fuse_reply_err(req, -err);
+			return;
+		}
+		fs_commit_writers(fs->work, 1);
+	}
+	f->w = in->w;
+	f->writer = write;
+	fs_wnode_get(fs->work, f->w);
+	pthread_mutex_init(&f->lock, NULL);
+	fi->fh = (uintptr_t)f;
+	/* The kernel's pages stay right: every change goes through it, and
+	 * a change upstream gives the file a new inode. */
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -1155,6 +1356,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (!in) {
 		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (in->kind == K_WNODE) {
+		wnode_open(req, fs, in, fi);
 		return;
 	}
 	if (in->kind != K_NODE || in->node->type != HUBFS_ENTRY_FILE) {
@@ -1188,6 +1393,75 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
+/*
+ * A read through a working-tree handle: served here from the file's
+ * stage (and 0 returned: replied), or, for a clean file, 1 after making
+ * f->obj the file's committed content for op_read() to serve.
+ */
+static int wnode_read_prepare(fuse_req_t req, struct hubfs_fs *fs,
+			      struct fs_file *f, size_t size, off_t off)
+{
+	struct fs_content c;
+	char *buf;
+	ssize_t n;
+	int err;
+
+	for (;;) {
+		buf = hubfs_malloc(size ? size : 1);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return 0;
+		}
+		n = fs_work_read(fs->work, f->w, buf, size, (uint64_t)off);
+		if (n != -EAGAIN)
+			break;
+		hubfs_free(buf);
+		err = fs_work_content(fs->work, f->w, &c);
+		if (err == -EAGAIN)
+			continue;	/* it just got local bytes */
+		if (err) {
+			fuse_reply_err(req, -err);
+			return 0;
+		}
+		pthread_mutex_lock(&f->lock);
+		if (!f->obj || f->node != c.node) {
+			struct fs_object *obj = NULL;
+
+			err = fs_reader_open(&obj, fs->reader, c.tree, c.node);
+			if (!err) {
+				fs_object_put(f->obj);
+				fs_tree_put(f->tree);
+				f->obj = obj;
+				f->tree = c.tree;
+				fs_tree_get(f->tree);
+				f->node = c.node;
+				memset(&f->stream, 0, sizeof(f->stream));
+			}
+		} else {
+			err = 0;
+		}
+		pthread_mutex_unlock(&f->lock);
+		fs_tree_put(c.tree);
+		if (err) {
+			hlog(LOG_ERR, "read %s: %s: %s", c.node->path,
+			     strerror(-err), hubfs_err_or("no detail"));
+			fuse_reply_err(req, -err);
+			return 0;
+		}
+		return 1;
+	}
+	if (n < 0) {
+		hlog(LOG_ERR, "read %s at %lld: %s: %s", f->w->name,
+		     (long long)off, strerror((int)-n),
+		     hubfs_err_or("no detail"));
+		fuse_reply_err(req, (int)-n);
+	} else {
+		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	hubfs_free(buf);
+	return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -1198,6 +1472,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)ino;
 	hubfs_err_clear();
+	if (f->w) {
+		err = wnode_read_prepare(req, req_fs(req), f, size, off);
+		if (err <= 0)
+			return;	/* replied */
+	}
 	pthread_mutex_lock(&f->lock);
 	fs_reader_advise(f->obj, &f->stream, (uint64_t)off, size);
 	pthread_mutex_unlock(&f->lock);
@@ -1241,6 +1520,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	if (f->w) {
+		struct hubfs_fs *fs = req_fs(req);
+
+		if (f->writer) {
+			fs_work_close_write(fs->work, f->w);
+			fs_commit_writers(fs->work, -1);
+		}
+		fs_wnode_put(fs->work, f->w);
+	}
 	fs_object_put(f->obj);
 	fs_tree_put(f->tree);
 	pthread_mutex_destroy(&f->lock);
@@ -1254,22 +1542,42 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 #define XATTR_OID "user.hubfs.oid"
 #define XATTR_SHA256 "user.hubfs.sha256"
 
+static int xattr_node(const struct fs_node *node, const char *name,
+		      char *buf, size_t n)
+{
+	if (strcmp(name, XATTR_OID) == 0)
+		return snprintf(buf, n, "%s", node->oid);
+	if (strcmp(name, XATTR_SHA256) == 0 && node->lfs)
+		return snprintf(buf, n, "%s", node->sha256);
+	return -ENODATA;
+}
+
 /*
  * The value of attribute @name of @in into @buf (size @n); returns the
  * length, or -ENODATA.  For a revision root, @tree is its current tree.
  */
-static int xattr_value(struct fs_inode *in, struct fs_tree *tree,
-		       const char *name, char *buf, size_t n)
+static int xattr_value(struct hubfs_fs *fs, struct fs_inode *in,
+		       struct fs_tree *tree, const char *name, char *buf,
+		       size_t n)
 {
 	const struct fs_node *node = in->kind == K_NODE ? in->node : NULL;
+	struct fs_content c = { 0 };
+	int len;
+
+	/* A changed file has no blob id or sha256 until it is committed. */
+	if (in->kind == K_WNODE && in->w->type == HUBFS_ENTRY_FILE &&
+	    strcmp(name, XATTR_COMMIT) != 0) {
+		if (fs_work_content(fs->work, in->w, &c) != 0)
+			return -ENODATA;
+		node = c.node;
+		len = xattr_node(node, name, buf, n);
+		fs_tree_put(c.tree);
+		return len;
+	}
 
 	if (strcmp(name, XATTR_COMMIT) == 0 && tree)
 		return snprintf(buf, n, "%s", tree->commit);
-	if (strcmp(name, XATTR_OID) == 0 && node)
-		return snprintf(buf, n, "%s", node->oid);
-	if (strcmp(name, XATTR_SHA256) == 0 && node && node->lfs)
-		return snprintf(buf, n, "%s", node->sha256);
-	return -ENODATA;
+	return node ? xattr_node(node, name, buf, n) : -ENODATA;
 }
 
 static struct fs_tree *xattr_tree(struct hubfs_fs *fs, struct fs_inode *in)
@@ -1280,6 +1588,8 @@ static struct fs_tree *xattr_tree(struct hubfs_fs *fs, struct fs_inode *in)
 	}
 	if (in->kind == K_REV_ROOT)
 		return rev_tree(fs, in->rev);
+	if (in->kind == K_WNODE)
+		return fs_work_base(fs->work);
 	return NULL;
 }
 
@@ -1297,7 +1607,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		return;
 	}
 	tree = xattr_tree(fs, in);
-	len = xattr_value(in, tree, name, value, sizeof(value));
+	len = xattr_value(fs, in, tree, name, value, sizeof(value));
 	fs_tree_put(tree);
 	if (len < 0)
 		fuse_reply_err(req, -len);
@@ -1325,7 +1635,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	tree = xattr_tree(fs, in);
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (xattr_value(in, tree, names[i], value, sizeof(value)) < 0)
+		if (xattr_value(fs, in, tree, names[i], value,
+				sizeof(value)) < 0)
 			continue;
 		memcpy(list + used, names[i], strlen(names[i]) + 1);
 		used += strlen(names[i]) + 1;
@@ -1361,6 +1672,386 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/* --- writing ------------------------------------------------------------------ */
+
+/* The working-tree directory @ino, or NULL with @err set. */
+static struct fs_inode *wdir_of(struct hubfs_fs *fs, fuse_ino_t ino, int *err)
+{
+	struct fs_inode *in = inode_get(fs, ino);
+
+	*err = 0;
+	if (!in) {
+		*err = -ESTALE;
+	} else if (in->kind != K_WNODE) {
+		*err = -EROFS;	/* .revisions and what is below it */
+	} else if (in->w->type != HUBFS_ENTRY_DIR) {
+		*err = -ENOTDIR;
+	} else if (fs->write_err) {
+		*err = fs->write_err;
+	}
+	return *err ? NULL : in;
+}
+
+/* Reply to a failed change, logging the ones that are not the caller's
+ * own mistake. */
+static void reply_change_err(fuse_req_t req, struct hubfs_fs *fs,
+			     const char *what, const char *name, int err)
+{
+	if (err == -EACCES)
+		write_refused(fs, what);
+	else if (err != -ENOENT && err != -EEXIST && err != -ENOTEMPTY &&
+		 err != -ENOTDIR && err != -EISDIR && err != -EROFS)
+		hlog(LOG_ERR, "%s %s: %s: %s", what, name, strerror(-err),
+		     hubfs_err_or("no detail"));
+	fuse_reply_err(req, -err);
+}
+
+static int check_name(struct hubfs_fs *fs, struct fs_inode *dir,
+		      const char *name)
+{
+	if (dir->ino == FUSE_ROOT_ID && strcmp(name, REVS_NAME) == 0) {
+		hubfs_err_set("%s is reserved for the revisions", REVS_NAME);
+		return -EPERM;
+	}
+	return fs_work_name_ok(fs->work, dir->w, name);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fuse_entry_param e;
+	struct fs_inode *dir, *in;
+	struct fs_wnode *n;
+	struct fs_file *f;
+	int err;
+
+	(void)mode;
+	hubfs_err_clear();
+	dir = wdir_of(fs, parent, &err);
+	if (!err)
+		err = check_name(fs, dir, name);
+	if (!err)
+		err = fs_work_create(fs->work, dir->w, name, &n);
+	if (err == -EEXIST && !(fi->flags & O_EXCL))
+		err = fs_work_lookup(fs->work, dir->w, name, &n);
+	if (err) {
+		reply_change_err(req, fs, "create", name, err);
+		return;
+	}
+	in = inode_for_wnode(fs, n);
+	f = in ? hubfs_calloc(1, sizeof(*f)) : NULL;
+	if (!f) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (in->w->type != HUBFS_ENTRY_FILE) {
+		err = -EISDIR;
+	} else {
+		err = fs_work_open_write(fs->work, in->w,
+					 (fi->flags & O_TRUNC) != 0);
+	}
+	if (err) {
+		hubfs_free(f);
+		inode_forget(fs, in->ino, 1);
+		reply_change_err(req, fs, "create", name, err);
+		return;
+	}
+	fs_commit_writers(fs->work, 1);
+	f->w = in->w;
+	f->writer = true;
+	fs_wnode_get(fs->work, f->w);
+	pthread_mutex_init(&f->lock, NULL);
+	fi->fh = (uintptr_t)f;
+	fi->keep_cache = 1;
+	fill_entry(fs, in, &e);
+	fuse_reply_create(req, &e, fi);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fuse_entry_param e;
+	struct fs_inode *dir, *in;
+	struct fs_wnode *n;
+	int err;
+
+	(void)rdev;
+	hubfs_err_clear();
+	if (!S_ISREG(mode)) {
+		hlog(LOG_ERR, "mknod %s: the Hub stores regular files and "
+		     "directories only", name);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	dir = wdir_of(fs, parent, &err);
+	if (!err)
+		err = check_name(fs, dir, name);
+	if (!err)
+		err = fs_work_create(fs->work, dir->w, name, &n);
+	if (err) {
+		reply_change_err(req, fs, "mknod", name, err);
+		return;
+	}
+	in = inode_for_wnode(fs, n);
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fill_entry(fs, in, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fuse_entry_param e;
+	struct fs_inode *dir, *in;
+	struct fs_wnode *n;
+	int err;
+
+	(void)mode;
+	hubfs_err_clear();
+	dir = wdir_of(fs, parent, &err);
+	if (!err)
+		err = check_name(fs, dir, name);
+	if (!err)
+		err = fs_work_mkdir(fs->work, dir->w, name, &n);
+	if (err) {
+		reply_change_err(req, fs, "mkdir", name, err);
+		return;
+	}
+	in = inode_for_wnode(fs, n);
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fill_entry(fs, in, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *dir;
+	int err;
+
+	hubfs_err_clear();
+	dir = wdir_of(fs, parent, &err);
+	if (!err)
+		err = fs_work_unlink(fs->work, dir->w, name);
+	if (err)
+		reply_change_err(req, fs, "unlink", name, err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *dir;
+	int err;
+
+	hubfs_err_clear();
+	dir = wdir_of(fs, parent, &err);
+	if (!err)
+		err = fs_work_rmdir(fs->work, dir->w, name);
+	if (err)
+		reply_change_err(req, fs, "rmdir", name, err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *dir, *ndir = NULL;
+	int err;
+
+	hubfs_err_clear();
+	if (flags & ~RENAME_NOREPLACE) {
+		hlog(LOG_ERR, "rename %s: only plain renames and "
+		     "RENAME_NOREPLACE are supported", name);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	dir = wdir_of(fs, parent, &err);
+	if (!err)
+		ndir = wdir_of(fs, newparent, &err);
+	if (!err)
+		err = check_name(fs, ndir, newname);
+	if (!err)
+		err = fs_work_rename(fs->work, dir->w, name, ndir->w, newname,
+				     flags);
+	if (err)
+		reply_change_err(req, fs, "rename", name, err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_refuse_link(fuse_req_t req, const char *what, const char *name)
+{
+	hlog(LOG_ERR, "%s %s: the Hub stores no links", what, name);
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	(void)link, (void)parent;
+	op_refuse_link(req, "symlink", name);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	(void)ino, (void)newparent;
+	op_refuse_link(req, "link", newname);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *in = inode_get(fs, ino);
+	struct stat st;
+	double timeout;
+	int err = 0;
+
+	(void)fi;
+	hubfs_err_clear();
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (in->kind != K_WNODE) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    ((to_set & FUSE_SET_ATTR_UID && attr->st_uid != fs->uid) ||
+	     (to_set & FUSE_SET_ATTR_GID && attr->st_gid != fs->gid))) {
+		hlog(LOG_ERR, "chown %s: the Hub keeps no owners", in->w->name);
+		err = -EPERM;
+	}
+	if (!err && (to_set & FUSE_SET_ATTR_MODE)) {
+		/* The commit API writes every file as 0644. */
+		mode_t want = in->w->type == HUBFS_ENTRY_DIR ? 0755 : 0644;
+
+		if ((attr->st_mode & 07777) != want) {
+			hlog(LOG_ERR, "chmod %s to %04o: the Hub keeps no file "
+			     "modes (every file is %04o)", in->w->name,
+			     (unsigned int)(attr->st_mode & 07777),
+			     (unsigned int)want);
+			err = -EPERM;
+		}
+	}
+	if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
+		if (fs->write_err)
+			err = write_refused(fs, "truncate");
+		else if (in->w->type != HUBFS_ENTRY_FILE)
+			err = -EISDIR;
+		else
+			err = fs_work_truncate(fs->work, in->w,
+					       (uint64_t)attr->st_size);
+		if (err && err != -EACCES && err != -EROFS)
+			hlog(LOG_ERR, "truncate %s: %s: %s", in->w->name,
+			     strerror(-err), hubfs_err_or("no detail"));
+	}
+	/* Times are accepted and not kept: the Hub has none per file. */
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	inode_stat(fs, in, &st, &timeout);
+	fuse_reply_attr(req, &st, timeout);
+}
+
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_bufvec *in_buf, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+	size_t size = fuse_buf_size(in_buf);
+	struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+	char *buf;
+	ssize_t n;
+
+	(void)ino;
+	hubfs_err_clear();
+	if (!f->w || !f->writer) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	buf = hubfs_malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	dst.buf[0].mem = buf;
+	n = fuse_buf_copy(&dst, in_buf, 0);
+	if (n >= 0 && (size_t)n != size)
+		n = -EIO;
+	if (n >= 0)
+		n = fs_work_write(fs->work, f->w, buf, size, (uint64_t)off);
+	hubfs_free(buf);
+	if (n < 0) {
+		if (n != -ENOSPC && n != -EFBIG)
+			hlog(LOG_ERR, "write %s at %lld: %s: %s", f->w->name,
+			     (long long)off, strerror((int)-n),
+			     hubfs_err_or("no detail"));
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	/* Closing does not commit: the committer does, after a quiet
+	 * period (or at once for fsync). */
+	(void)ino, (void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/* fsync of a file or a directory: wait for a commit of everything. */
+static void do_fsync(fuse_req_t req, fuse_ino_t ino)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *in = inode_get(fs, ino);
+	int err;
+
+	if (!in || in->kind != K_WNODE || !fs->work) {
+		fuse_reply_err(req, 0);	/* read-only: nothing to sync */
+		return;
+	}
+	err = fs_commit_sync(fs->work);
+	/* The committer logged why; callers expect EIO for a failed sync,
+	 * except for a conflict or a refusal, which they may act on. */
+	if (err && err != -ESTALE && err != -EACCES && err != -ENOSPC)
+		err = -EIO;
+	fuse_reply_err(req, -err);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	(void)datasync, (void)fi;
+	do_fsync(req, ino);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)datasync, (void)fi;
+	do_fsync(req, ino);
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct hubfs_fs *fs = userdata;
@@ -1390,6 +2081,19 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
 	.statfs = op_statfs,
+	.create = op_create,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.symlink = op_symlink,
+	.link = op_link,
+	.setattr = op_setattr,
+	.write_buf = op_write_buf,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.fsyncdir = op_fsyncdir,
 };
 
 /* --- dropping bad pages --------------------------------------------------------- */
@@ -1497,6 +2201,84 @@ static int check_gated_access(struct hubfs_fs *fs)
 	return err == -EACCES ? err : 0;
 }
 
+static int load_tree_cb(void *arg, const char *commit, struct fs_tree **out)
+{
+	struct hubfs_fs *fs = arg;
+	struct hubfs_hub_revision info = { .time = 0 };
+
+	/* A tree listed for the first time needs its commit's date. */
+	if (hubfs_cache_tree_has(fs->cache, fs->repo_key, commit, NULL) == 0 &&
+	    !tree_in_use_peek(fs, commit))
+		hubfs_hub_get_revision(fs->hub, commit, &info);
+	return load_tree(fs, commit, info.time, out);
+}
+
+static int any_row(void *arg, const struct hubfs_jchange *c)
+{
+	(void)arg, (void)c;
+	return 1;
+}
+
+/* The branch the mount writes to: its revision, "main" by default (as
+ * the Hub's clients do). */
+static const char *write_branch(const struct hubfs_fs *fs)
+{
+	return fs->cfg->revision ? fs->cfg->revision : "main";
+}
+
+/*
+ * Decide whether the mount's revision is writable, and open its journal.
+ * A revision that cannot be written is mounted read-only (EROFS); one
+ * the token may not write to is mounted writable, and each write is
+ * refused with EACCES and a log line that says why.
+ */
+static int write_setup(struct hubfs_fs *fs)
+{
+	const char *branch = write_branch(fs);
+	char base[41];
+	int err;
+
+	if (fs->cfg->ro || fs->main->immutable) {
+		fs->write_err = -EROFS;
+		return 0;
+	}
+	err = hubfs_journal_open(&fs->journal, fs->cfg->cache_dir,
+				 fs->repo_key, branch);
+	if (err == -EBUSY) {
+		hlog(LOG_WARNING, "%s: %s; mounting read-only", fs->repo_label,
+		     hubfs_err_or("the branch is being written elsewhere"));
+		fs->write_err = -EROFS;
+		return 0;
+	}
+	if (err)
+		return err;
+	if (hubfs_journal_get_base(fs->journal, base) == 0 &&
+	    strcmp(base, fs->main->tree->commit) != 0 &&
+	    hubfs_journal_list(fs->journal, any_row, NULL) != 0) {
+		/* Changes are pending on an older commit: show them there;
+		 * the committer rebases them. */
+		err = load_tree(fs, base, 0, &fs->work_base);
+		if (err)
+			return err;
+	} else {
+		err = hubfs_journal_set_base(fs->journal, fs->main->tree->commit);
+		if (err)
+			return err;
+		fs->work_base = fs->main->tree;
+		fs_tree_get(fs->work_base);
+	}
+	hubfs_journal_stage_gc(fs->journal);
+	if (!fs->main->offline) {
+		err = hubfs_hub_check_write(fs->hub, branch);
+		if (err == -EACCES) {
+			hlog(LOG_NOTICE, "%s: %s; writes will be refused",
+			     fs->repo_label, hubfs_err_or("no write access"));
+			fs->write_err = -EACCES;
+		}
+	}
+	return 0;
+}
+
 int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
 		 struct hubfs_hub *hub, struct hubfs_cache *cache)
 {
@@ -1536,6 +2318,9 @@ int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
 		if (err)
 			goto out_free;
 	}
+	err = write_setup(fs);
+	if (err)
+		goto out_free;
 	fs->root_inode.ino = FUSE_ROOT_ID;
 	fs->root_inode.kind = K_REV_ROOT;
 	fs->root_inode.rev = fs->main;
@@ -1562,8 +2347,31 @@ int hubfs_fs_mount(struct hubfs_fs *fs)
 	err = fs_reader_new(&fs->reader, fs->hub, fs->cache, &ropts);
 	if (err)
 		return err;
-	if (asprintf(&opts, "fsname=hubfs:%s,subtype=hubfs,ro,"
+	if (fs->journal) {
+		struct fs_work_opts wo = {
+			.journal = fs->journal, .reader = fs->reader,
+			.label = fs->repo_label, .load_tree = load_tree_cb,
+			.arg = fs,
+		};
+		struct fs_commit_opts co = {
+			.hub = fs->hub, .cache = fs->cache,
+			.branch = write_branch(fs),
+			.message = cfg->commit_message,
+			.quiet_ms = cfg->commit_quiet_ms,
+			.max_delay_ms = cfg->commit_max_delay_ms,
+		};
+
+		err = fs_work_new(&fs->work, fs->work_base, &wo);
+		if (!err)
+			err = fs_commit_start(fs->work, &co);
+		if (err)
+			return err;
+		fs->root_inode.kind = K_WNODE;
+		fs->root_inode.w = fs_work_root(fs->work);
+	}
+	if (asprintf(&opts, "fsname=hubfs:%s,subtype=hubfs,%s"
 		     "default_permissions%s%s%s", fs->repo_label,
+		     fs->write_err == -EROFS ? "ro," : "",
 		     cfg->allow_other ? ",allow_other" : "",
 		     cfg->fuse_opts ? "," : "",
 		     cfg->fuse_opts ? cfg->fuse_opts : "") < 0)
@@ -1623,6 +2431,8 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 		return;
 	/* The reader first: its workers may still want the session (to drop
 	 * bad pages), and so may threads already doing so. */
+	if (fs->work)
+		fs_commit_stop(fs->work);
 	fs_reader_free(fs->reader);
 	while (atomic_load(&fs->invalidating) > 0)
 		usleep(10000);
@@ -1639,9 +2449,14 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 		for (; in; in = nx) {
 			nx = in->hnext;
 			fs_tree_put(in->tree);
+			if (in->kind == K_WNODE)
+				fs_wnode_put(fs->work, in->w);
 			hubfs_free(in);
 		}
 	}
+	fs_work_free(fs->work);
+	hubfs_journal_close(fs->journal);
+	fs_tree_put(fs->work_base);
 	for (rev = fs->revs; rev; rev = next) {
 		next = rev->next;
 		rev_free(rev);

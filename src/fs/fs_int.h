@@ -67,7 +67,6 @@ static inline const char *fs_node_key(const struct fs_node *n)
 	return n->lfs ? n->sha256 : n->oid;
 }
 
-#endif /* HUBFS_FS_INT_H */
 
 /* --- read.c: fetching file content through the block cache ------------ */
 
@@ -144,3 +143,159 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 /* Read bytes straight from the Hub into @buf, bypassing the cache. */
 ssize_t fs_reader_read_direct(struct fs_object *obj, void *buf, size_t size,
 			      uint64_t off);
+
+/* --- work.c: the working tree of the writable revision ------------------ */
+
+struct fs_work;
+struct hubfs_journal;
+
+/*
+ * Content that some commit holds: a file node of a tree (the tree is a
+ * reference).  Unset when tree is NULL.
+ */
+struct fs_content {
+	struct fs_tree *tree;
+	struct fs_node *node;
+};
+
+/* A file's local bytes (work.c). */
+struct fs_stage;
+
+/*
+ * A node of the working tree: the revision as this mount shows it, with
+ * the changes not committed yet.  Every field is guarded by the working
+ * tree's lock.
+ */
+struct fs_wnode {
+	char *name;
+	struct fs_wnode *parent;	/* NULL for the root and when unlinked */
+	enum hubfs_entry_type type;
+	/* Directories. */
+	struct fs_wnode **kids;		/* sorted by strcmp() of name */
+	uint32_t nkids, cap;
+	bool materialized;		/* kids built from base.node's */
+	bool local;			/* made here, absent from the base */
+	/* Files: committed content (or, for a directory not materialized,
+	 * its base directory). */
+	struct fs_content base;
+	struct fs_stage *stage;		/* files: local bytes, or NULL */
+	bool dirty;			/* the journal has a row for its path */
+	int64_t mtime;
+	uint64_t ino;			/* 0 until the kernel was told */
+	unsigned int refs;		/* parent's link, inode, handles */
+	unsigned int writers;		/* handles open for writing */
+};
+
+struct fs_work_opts {
+	struct hubfs_journal *journal;	/* borrowed */
+	struct fs_reader *reader;	/* borrowed */
+	const char *label;		/* "models/ns/name", for messages */
+	/* The tree of a commit, with a reference (fs.c's load_tree). */
+	int (*load_tree)(void *arg, const char *commit, struct fs_tree **out);
+	void *arg;
+};
+
+/*
+ * Build the working tree over @base (a reference is taken) and replay
+ * the journal's rows on it.
+ */
+int fs_work_new(struct fs_work **out, struct fs_tree *base,
+		const struct fs_work_opts *opts);
+void fs_work_free(struct fs_work *w);
+
+struct fs_wnode *fs_work_root(struct fs_work *w);
+
+/* The commit the working tree is based on, with a reference. */
+struct fs_tree *fs_work_base(struct fs_work *w);
+void fs_wnode_get(struct fs_work *w, struct fs_wnode *n);
+void fs_wnode_put(struct fs_work *w, struct fs_wnode *n);
+
+/* The child @name of directory @dir with a reference, or -errno. */
+int fs_work_lookup(struct fs_work *w, struct fs_wnode *dir, const char *name,
+		   struct fs_wnode **out);
+
+struct fs_wattr {
+	enum hubfs_entry_type type;
+	uint64_t size;
+	int64_t mtime;
+	uint32_t subdirs;
+	uint32_t nkids;
+};
+
+void fs_work_attr(struct fs_work *w, struct fs_wnode *n, struct fs_wattr *a);
+
+/*
+ * The children of @dir from index @from on: up to @max, with a reference
+ * each, into @out.  Returns how many.
+ */
+size_t fs_work_list(struct fs_work *w, struct fs_wnode *dir, size_t from,
+		    struct fs_wnode **out, size_t max);
+
+/* The name of @n (copied into @buf of @n bytes). */
+void fs_work_name(struct fs_work *w, struct fs_wnode *n, char *buf,
+		  size_t size);
+
+/* The committed content of a clean file, with a tree reference; -EAGAIN
+ * when the file has local bytes (read it with fs_work_read()). */
+int fs_work_content(struct fs_work *w, struct fs_wnode *n,
+		    struct fs_content *out);
+
+int fs_work_create(struct fs_work *w, struct fs_wnode *dir, const char *name,
+		   struct fs_wnode **out);
+int fs_work_mkdir(struct fs_work *w, struct fs_wnode *dir, const char *name,
+		  struct fs_wnode **out);
+int fs_work_unlink(struct fs_work *w, struct fs_wnode *dir, const char *name);
+int fs_work_rmdir(struct fs_work *w, struct fs_wnode *dir, const char *name);
+/* @flags: RENAME_NOREPLACE or 0. */
+int fs_work_rename(struct fs_work *w, struct fs_wnode *dir, const char *name,
+		   struct fs_wnode *ndir, const char *nname,
+		   unsigned int flags);
+
+/* Open for writing (counts a writer); @trunc empties the file. */
+int fs_work_open_write(struct fs_work *w, struct fs_wnode *n, bool trunc);
+void fs_work_close_write(struct fs_work *w, struct fs_wnode *n);
+
+ssize_t fs_work_read(struct fs_work *w, struct fs_wnode *n, void *buf,
+		     size_t size, uint64_t off);
+ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
+		      size_t size, uint64_t off);
+int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size);
+
+/*
+ * Whether @name may be created in @dir: 0 or -errno (the Hub refuses a
+ * ".git" component, names that are too long, and so on).
+ */
+int fs_work_name_ok(struct fs_work *w, struct fs_wnode *dir,
+		    const char *name);
+
+/* --- commit.c: committing the working tree's changes ------------------- */
+
+struct fs_commit_opts {
+	struct hubfs_hub *hub;
+	struct hubfs_cache *cache;
+	const char *branch;
+	const char *message;		/* summary template, or NULL */
+	unsigned int quiet_ms;		/* no change for this long: commit */
+	unsigned int max_delay_ms;	/* pending this long: commit anyway */
+};
+
+/* Start the committer thread of @w. */
+int fs_commit_start(struct fs_work *w, const struct fs_commit_opts *opts);
+
+/*
+ * Wait for a commit of everything pending now: 0 once it is on the
+ * branch (or nothing was pending), -ESTALE on a conflict, or the error
+ * that stopped it (the changes stay staged).
+ */
+int fs_commit_sync(struct fs_work *w);
+
+/* Count handles open for writing (+1 at open, -1 at release). */
+void fs_commit_writers(struct fs_work *w, int delta);
+
+/*
+ * Commit what is pending (one round), then stop the thread.  -EIO when
+ * changes are left staged.
+ */
+int fs_commit_stop(struct fs_work *w);
+
+#endif /* HUBFS_FS_INT_H */

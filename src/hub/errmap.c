@@ -16,10 +16,14 @@
  *     refused token, whatever else it says;
  *   - RepoNotFound, GatedRepo, RevisionNotFound and EntryNotFound are
  *     matched on the code whatever the status;
+ *   - on a write (preupload, LFS batch, commit), any other 401 or 403
+ *     means the token may not write there: the repository was found, or
+ *     the code above would have said otherwise;
  *   - any other 401 means "not found, or private and you are not allowed":
  *     the Hub does not tell these apart, and neither do we;
  *   - a signed CDN URL that is refused (expired) or gone is -EACCES or
- *     -ENOENT; the read path re-locates once before it gets here.
+ *     -ENOENT; the read path re-locates once before it gets here, an
+ *     upload fails.
  * Statuses not in the table: other 5xx are retried server errors
  * (-EIO); anything else is a final -EIO.
  *
@@ -46,6 +50,7 @@ enum hub_msg {
 	MSG_CDN_MISSING,
 	MSG_BAD_REQUEST,
 	MSG_DENIED,
+	MSG_NO_WRITE,
 	MSG_NOT_FOUND,
 	MSG_TIMEOUT,
 	MSG_CONFLICT,
@@ -61,6 +66,7 @@ enum hub_from {
 	FROM_ANY,
 	FROM_HUB,	/* only an answer from the endpoint's origin */
 	FROM_CDN,	/* only an answer from another origin */
+	FROM_HUB_WRITE,	/* only the endpoint's answer to a write */
 };
 
 static const struct hub_errmap {
@@ -86,6 +92,8 @@ static const struct hub_errmap {
 	{ 404, NULL, NULL, FROM_CDN, -ENOENT, false, MSG_CDN_MISSING },
 	{ 410, NULL, NULL, FROM_CDN, -ENOENT, false, MSG_CDN_MISSING },
 	{ 400, NULL, NULL, FROM_ANY, -EINVAL, false, MSG_BAD_REQUEST },
+	{ 401, NULL, NULL, FROM_HUB_WRITE, -EACCES, false, MSG_NO_WRITE },
+	{ 403, NULL, NULL, FROM_HUB_WRITE, -EACCES, false, MSG_NO_WRITE },
 	{ 401, NULL, NULL, FROM_HUB, -ENOENT, false, MSG_REPO },
 	{ 403, NULL, NULL, FROM_HUB, -EACCES, false, MSG_DENIED },
 	{ 404, NULL, NULL, FROM_HUB, -ENOENT, false, MSG_NOT_FOUND },
@@ -112,9 +120,12 @@ static bool row_matches(const struct hub_errmap *row,
 		return false;
 	if (row->message && strcmp(row->message, message) != 0)
 		return false;
-	if (row->from == FROM_HUB && ctx->cdn)
+	if ((row->from == FROM_HUB || row->from == FROM_HUB_WRITE) &&
+	    ctx->cdn)
 		return false;
 	if (row->from == FROM_CDN && !ctx->cdn)
+		return false;
+	if (row->from == FROM_HUB_WRITE && !ctx->write)
 		return false;
 	return true;
 }
@@ -130,7 +141,9 @@ static void set_detail(enum hub_msg msg, const struct hub_errctx *ctx,
 {
 	const char *repo = or_default(ctx->repo, "the repository");
 	const char *rev = or_default(ctx->rev, "(default branch)");
-	const char *who = ctx->cdn ? "the download server" : "the Hub";
+	const char *who = !ctx->cdn ? "the Hub"
+			  : ctx->write ? "the upload server"
+				       : "the download server";
 	const char *sep = *said ? ": " : "";
 
 	switch (msg) {
@@ -162,12 +175,12 @@ static void set_detail(enum hub_msg msg, const struct hub_errctx *ctx,
 		hubfs_err_set("repository %s is disabled", repo);
 		break;
 	case MSG_CDN_REFUSED:
-		hubfs_err_set("the download server refused the signed URL "
-			      "(HTTP %ld%s%s)", status, sep, said);
+		hubfs_err_set("%s refused the signed URL (HTTP %ld%s%s)", who,
+			      status, sep, said);
 		break;
 	case MSG_CDN_MISSING:
-		hubfs_err_set("the download server has no such object "
-			      "(HTTP %ld%s%s)", status, sep, said);
+		hubfs_err_set("%s has no such object (HTTP %ld%s%s)", who,
+			      status, sep, said);
 		break;
 	case MSG_BAD_REQUEST:
 		hubfs_err_set("%s refused the request as invalid "
@@ -176,6 +189,10 @@ static void set_detail(enum hub_msg msg, const struct hub_errctx *ctx,
 	case MSG_DENIED:
 		hubfs_err_set("access to %s denied (HTTP 403%s%s)", repo, sep,
 			      said);
+		break;
+	case MSG_NO_WRITE:
+		hubfs_err_set("the token cannot write to %s (HTTP %ld%s%s)",
+			      repo, status, sep, said);
 		break;
 	case MSG_NOT_FOUND:
 		hubfs_err_set("%s not found in %s (HTTP %ld%s%s)",

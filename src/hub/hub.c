@@ -1,6 +1,7 @@
 /*
  * The Hub client: the client object, the request layer, and the metadata
- * calls (revision, refs, tree).  Ranged reads are in read.c.
+ * calls (revision, refs, tree).  Ranged reads are in read.c, writes in
+ * write.c.
  *
  * DESIGN
  *
@@ -33,6 +34,15 @@
  *     refuse a response before a single body byte is accepted;
  *   - a 2xx body goes to on_data or to a capped buffer (-EFBIG past the
  *     cap); any other body is kept, cut at 4 KiB, for its message;
+ *   - a request body (POST, PUT) comes from memory or from a stream read
+ *     through CURLOPT_READFUNCTION as libcurl sends it, so an upload
+ *     never sits in memory whole.  The stream is rewound before every
+ *     exchange, and on libcurl's own request (CURLOPT_SEEKFUNCTION, when
+ *     it resends on a fresh connection), so every attempt sends the whole
+ *     body.  A stream that ends before or after its announced size fails
+ *     the exchange rather than let a short body look like a whole one.
+ *     No "Expect: 100-continue" is sent, as huggingface_hub (httpx) sends
+ *     none: a server that ignores it would cost a second per request;
  *   - every transfer has a connect timeout and a low-speed limit (below
  *     1 byte/s for low_speed_timeout_s aborts it), so none hangs; a zero
  *     in the options means the default, never "no limit".
@@ -45,7 +55,9 @@
  * or else "Retry-After: N" asks for, capped at max_wait_s.  hub_call()
  * also follows redirects to the endpoint's own origin (renamed repos,
  * /api/resolve-cache/), keeping the token, at most HUB_MAX_HOPS of them;
- * it stops at a redirect to another origin and returns it.
+ * it stops at a redirect to another origin and returns it.  A request
+ * with a body follows only 307 and 308: the others turn a POST into a GET
+ * in browsers and in libcurl, so what the server meant is unclear.
  *
  * Tracing.  With opts.trace every exchange is logged at LOG_DEBUG after
  * the transfer: method, URL through hubfs_log_redact() (which drops query
@@ -265,6 +277,7 @@ struct xfer {
 	struct hub_resp *resp;
 	int cb_err;		/* why a callback aborted, or 0 */
 	bool final;		/* the final response's headers are in */
+	uint64_t sent;		/* request body bytes handed to libcurl */
 };
 
 static void resp_clear_headers(struct hub_resp *r)
@@ -274,6 +287,8 @@ static void resp_clear_headers(struct hub_resp *r)
 	r->location[0] = r->link[0] = r->content_range[0] = '\0';
 	r->error_code[0] = r->error_message[0] = '\0';
 	r->retry_after[0] = r->ratelimit[0] = '\0';
+	r->etag[0] = '\0';
+	r->etag_bad = false;
 	r->errbody_len = 0;
 	r->errbody[0] = '\0';
 }
@@ -301,6 +316,26 @@ static long status_of(const char *line, size_t n)
 static void keep_header(char *dst, size_t n, const char *v, size_t len)
 {
 	hub_printable(dst, n, v, len);
+}
+
+/*
+ * Keep an ETag verbatim: it goes back to the server in a multipart
+ * completion, where an escaped or cut copy would not match.  One that
+ * does not fit or is not plain text is marked bad instead.
+ */
+static void keep_etag(struct hub_resp *r, const char *v, size_t len)
+{
+	r->etag_bad = len >= sizeof(r->etag);
+	for (size_t i = 0; i < len && !r->etag_bad; i++) {
+		if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] >= 0x7f)
+			r->etag_bad = true;
+	}
+	if (r->etag_bad) {
+		r->etag[0] = '\0';
+		return;
+	}
+	memcpy(r->etag, v, len);
+	r->etag[len] = '\0';
 }
 
 /*
@@ -380,6 +415,8 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *p)
 		keep_header(r->retry_after, sizeof(r->retry_after), v, vlen);
 	else if (IS("ratelimit"))
 		keep_header(r->ratelimit, sizeof(r->ratelimit), v, vlen);
+	else if (IS("etag"))
+		keep_etag(r, v, vlen);
 #undef IS
 	return len;
 }
@@ -419,14 +456,99 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 	return len;
 }
 
+static bool has_body(const struct hub_req *req)
+{
+	return strcmp(req->method, "POST") == 0 ||
+	       strcmp(req->method, "PUT") == 0;
+}
+
+static int64_t body_size(const struct hub_req *req)
+{
+	return req->stream ? req->stream->size : (int64_t)req->send_len;
+}
+
+/* The body of a POST or PUT, as libcurl asks for it. */
+static size_t on_send(char *buf, size_t size, size_t nitems, void *p)
+{
+	struct xfer *x = p;
+	const struct hub_req *req = x->req;
+	int64_t total = body_size(req);
+	size_t room = size * nitems, got = 0;
+	int err = 0;
+
+	if (req->stream) {
+		err = req->stream->read(req->stream->arg, buf, room, &got);
+		assert(err || got <= room);
+	} else {
+		got = req->send_len - (size_t)x->sent;
+		got = got < room ? got : room;
+		if (got)
+			memcpy(buf, req->send + x->sent, got);
+	}
+	if (!err && total >= 0 &&
+	    (got > (uint64_t)total - x->sent ||
+	     (got == 0 && x->sent < (uint64_t)total))) {
+		hubfs_err_set("the body of a request was %s than the %" PRId64
+			      " bytes announced", got ? "longer" : "shorter",
+			      total);
+		err = -EIO;
+	}
+	if (err) {
+		x->cb_err = err;
+		x->resp->retry = false;
+		return CURL_READFUNC_ABORT;
+	}
+	x->sent += got;
+	atomic_fetch_add(&x->hub->stats.bytes_sent, got);
+	return got;
+}
+
+static int body_rewind(struct xfer *x)
+{
+	const struct hub_req *req = x->req;
+	int err = 0;
+
+	if (req->stream && req->stream->rewind)
+		err = req->stream->rewind(req->stream->arg);
+	if (!err)
+		x->sent = 0;
+	return err;
+}
+
+/* libcurl rewinds a body only to its start, to send it again whole. */
+static int on_seek(void *p, curl_off_t off, int origin)
+{
+	struct xfer *x = p;
+	int err;
+
+	if (origin != SEEK_SET || off != 0)
+		return CURL_SEEKFUNC_CANTSEEK;
+	err = body_rewind(x);
+	if (err) {
+		x->cb_err = err;
+		x->resp->retry = false;
+		return CURL_SEEKFUNC_FAIL;
+	}
+	return CURL_SEEKFUNC_OK;
+}
+
+static bool names_authorization(const char *line)
+{
+	static const char name[] = "authorization";
+	size_t n = sizeof(name) - 1;
+
+	return strncasecmp(line, name, n) == 0 &&
+	       (line[n] == ':' || line[n] == ' ' || line[n] == '\t');
+}
+
 /* The request headers; NULL with -ENOMEM in *err. */
 static struct curl_slist *make_headers(const struct hubfs_hub *hub,
 				       const struct hub_req *req, bool auth,
 				       int *err)
 {
 	struct curl_slist *list = NULL, *next;
-	char range[80];
-	const char *lines[4];
+	char range[80], accept[HUB_HDR_MAX], ctype[HUB_HDR_MAX];
+	const char *lines[8];
 	size_t n = 0;
 
 	if (auth)
@@ -437,34 +559,62 @@ static struct curl_slist *make_headers(const struct hubfs_hub *hub,
 		/* A cache that may compress ignores Range (CloudFront does). */
 		lines[n++] = "Accept-Encoding: identity";
 	}
-	if (req->json)
+	if (req->accept) {
+		snprintf(accept, sizeof(accept), "Accept: %s", req->accept);
+		lines[n++] = accept;
+	} else if (req->json) {
 		lines[n++] = "Accept: application/json";
+	}
+	if (has_body(req)) {
+		if (req->content_type) {
+			snprintf(ctype, sizeof(ctype), "Content-Type: %s",
+				 req->content_type);
+			lines[n++] = ctype;
+		} else {
+			/* Not libcurl's form type for a POST. */
+			lines[n++] = "Content-Type:";
+		}
+		lines[n++] = "Expect:";
+	}
+	for (size_t i = 0; req->headers && req->headers[i]; i++) {
+		if (names_authorization(req->headers[i]))
+			continue;
+		next = curl_slist_append(list, req->headers[i]);
+		if (!next)
+			goto nomem;
+		list = next;
+	}
 	for (size_t i = 0; i < n; i++) {
 		next = curl_slist_append(list, lines[i]);
-		if (!next) {
-			curl_slist_free_all(list);
-			*err = -ENOMEM;
-			return NULL;
-		}
+		if (!next)
+			goto nomem;
 		list = next;
 	}
 	*err = 0;
 	return list;
+nomem:
+	curl_slist_free_all(list);
+	*err = -ENOMEM;
+	return NULL;
 }
 
-static void trace(const struct hubfs_hub *hub, const struct hub_req *req,
-		  const struct hub_resp *resp, bool auth, double ms, int err)
+static void trace(const struct hubfs_hub *hub, const struct xfer *x,
+		  bool auth, double ms, int err)
 {
-	char url[512];
+	const struct hub_req *req = x->req;
+	const struct hub_resp *resp = x->resp;
+	char url[512], sent[48] = "";
 
 	if (!hub->opts.trace || !hubfs_log_enabled(LOG_DEBUG))
 		return;
 	hubfs_log_redact(url, sizeof(url), req->url);
+	if (has_body(req))
+		snprintf(sent, sizeof(sent), ", %" PRIu64 " sent", x->sent);
 	hlog(LOG_DEBUG,
-	     "hub: %s %s%s%s -> %ld, %" PRIu64 " bytes, %.1f ms%s%s%s",
+	     "hub: %s %s%s%s -> %ld, %" PRIu64 " bytes%s, %.1f ms%s%s%s",
 	     req->method, url, req->range ? " bytes=" : "",
-	     req->range ? req->range : "", resp->status, resp->body_bytes, ms,
-	     auth ? ", with token" : "", err ? ", failed: " : "",
+	     req->range ? req->range : "", resp->status, resp->body_bytes,
+	     sent, ms, auth ? ", with token" : "", err ? ", failed: " : "",
 	     err ? strerror(-err) : "");
 }
 
@@ -489,6 +639,12 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 	if (!c) {
 		hubfs_err_set("out of memory");
 		return -ENOMEM;
+	}
+	if (has_body(req)) {
+		/* Every attempt sends the whole body, from its first byte. */
+		err = body_rewind(&x);
+		if (err)
+			goto out_put;
 	}
 	headers = make_headers(hub, req, auth, &err);
 	if (err) {
@@ -515,6 +671,21 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, HUB_BUFFER_SIZE);
 	if (strcmp(req->method, "HEAD") == 0)
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	if (has_body(req)) {
+		curl_off_t size = (curl_off_t)body_size(req);
+
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, on_send);
+		curl_easy_setopt(c, CURLOPT_READDATA, &x);
+		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(c, CURLOPT_SEEKDATA, &x);
+		if (strcmp(req->method, "PUT") == 0) {
+			curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, size);
+		} else {
+			curl_easy_setopt(c, CURLOPT_POST, 1L);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, size);
+		}
+	}
 	if (req->json)		/* bodies are capped after decoding */
 		curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
 	if (curl_easy_setopt(c, CURLOPT_URL, req->url) != CURLE_OK) {
@@ -557,7 +728,7 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 		err = 0;
 	}
 out_free_headers:
-	trace(hub, req, resp, auth, now_ms() - t0, err);
+	trace(hub, &x, auth, now_ms() - t0, err);
 	curl_slist_free_all(headers);
 out_put:
 	handle_put(hub, c);
@@ -615,7 +786,8 @@ int hub_call(struct hubfs_hub *hub, const struct hub_req *req0,
 
 			if (st >= 200 && st < 300)
 				break;
-			if (st >= 300 && st < 400 && resp->location[0]) {
+			if (st >= 300 && st < 400 && resp->location[0] &&
+			    (!has_body(&req) || st == 307 || st == 308)) {
 				if (!hub_same_origin(hub, resp->location))
 					break;	/* the caller's to follow */
 				if (++hops > HUB_MAX_HOPS) {
@@ -818,6 +990,8 @@ void hubfs_hub_get_stats(struct hubfs_hub *hub, struct hubfs_hub_stats *out)
 		.throttled = atomic_load(&hub->stats.throttled),
 		.bytes = atomic_load(&hub->stats.bytes),
 		.locates = atomic_load(&hub->stats.locates),
+		.bytes_sent = atomic_load(&hub->stats.bytes_sent),
+		.commits = atomic_load(&hub->stats.commits),
 	};
 
 	*out = s;
@@ -834,15 +1008,9 @@ struct hub_resp *hub_resp_new(void)
 	return r;
 }
 
-/*
- * GET @url as JSON into @body; a redirect away is not an answer.  @url_err
- * is the error building @url, if any, reported here once.  *@resp is
- * allocated on first use and kept for the caller (its Link header), who
- * frees it.
- */
-static int get_json(struct hubfs_hub *hub, const struct hubfs_buf *url,
-		    int url_err, const struct hub_errctx *ctx,
-		    struct hubfs_buf *body, struct hub_resp **resp)
+int hub_get_json(struct hubfs_hub *hub, const struct hubfs_buf *url,
+		 int url_err, const struct hub_errctx *ctx,
+		 struct hubfs_buf *body, struct hub_resp **resp)
 {
 	struct hub_req req = { .method = "GET", .url = hubfs_buf_str(url),
 			       .auth = true, .json = true, .body = body };
@@ -867,8 +1035,7 @@ static int get_json(struct hubfs_hub *hub, const struct hubfs_buf *url,
 	return err;
 }
 
-/* A revision or commit fit for a URL segment, else -EINVAL. */
-static int check_rev(const char *rev)
+int hub_check_rev(const char *rev)
 {
 	if (!rev || !*rev || strlen(rev) > HUBFS_PATH_MAX) {
 		hubfs_err_set("invalid revision");
@@ -886,7 +1053,7 @@ int hubfs_hub_get_revision(struct hubfs_hub *hub, const char *rev,
 	struct hub_resp *resp = NULL;
 	int err;
 
-	if (rev && check_rev(rev))
+	if (rev && hub_check_rev(rev))
 		return -EINVAL;
 	err = hubfs_buf_puts(&url, hub->api_base);
 	if (!err && rev) {
@@ -897,7 +1064,7 @@ int hubfs_hub_get_revision(struct hubfs_hub *hub, const char *rev,
 	err = err ? err : hubfs_buf_puts(&url, "?expand=sha"
 					      "&expand=lastModified"
 					      "&expand=gated");
-	err = get_json(hub, &url, err, &ctx, &body, &resp);
+	err = hub_get_json(hub, &url, err, &ctx, &body, &resp);
 	if (!err)
 		err = hub_parse_revision(body.data, body.len, out);
 	hubfs_free(resp);
@@ -917,7 +1084,7 @@ int hubfs_hub_list_refs(struct hubfs_hub *hub, bool include_prs,
 
 	err = hubfs_buf_printf(&url, "%s/refs%s", hub->api_base,
 			       include_prs ? "?include_prs=1" : "");
-	err = get_json(hub, &url, err, &ctx, &body, &resp);
+	err = hub_get_json(hub, &url, err, &ctx, &body, &resp);
 	if (!err)
 		err = hub_parse_refs(body.data, body.len, include_prs, cb, arg);
 	hubfs_free(resp);
@@ -926,9 +1093,8 @@ int hubfs_hub_list_refs(struct hubfs_hub *hub, bool include_prs,
 	return err;
 }
 
-/* Move to the page that the Link header of @resp names, if any. */
-static int next_page(struct hubfs_hub *hub, const struct hub_resp *resp,
-		     struct hubfs_buf *url, bool *more)
+int hub_next_page(struct hubfs_hub *hub, const struct hub_resp *resp,
+		  struct hubfs_buf *url, bool *more)
 {
 	char *next = NULL;
 	int err;
@@ -945,11 +1111,11 @@ static int next_page(struct hubfs_hub *hub, const struct hub_resp *resp,
 	if (!next)
 		return 0;
 	if (!hub_same_origin(hub, next)) {
-		hubfs_err_set("the next page of the tree listing is not on "
-			      "the Hub's origin");
+		hubfs_err_set("the next page of a listing is not on the "
+			      "Hub's origin");
 		err = -EIO;
 	} else if (strcmp(next, hubfs_buf_str(url)) == 0) {
-		hubfs_err_set("the tree listing links a page to itself");
+		hubfs_err_set("a listing links a page to itself");
 		err = -EIO;
 	} else {
 		hubfs_buf_reset(url);
@@ -971,7 +1137,7 @@ int hubfs_hub_list_tree(struct hubfs_hub *hub, const char *commit,
 	bool more = true;
 	int err;
 
-	err = check_rev(commit);
+	err = hub_check_rev(commit);
 	if (err)
 		return err;
 	err = hubfs_buf_printf(&url, "%s/tree/", hub->api_base);
@@ -979,10 +1145,10 @@ int hubfs_hub_list_tree(struct hubfs_hub *hub, const char *commit,
 	err = err ? err : hubfs_buf_puts(&url, "?recursive=true&expand=false"
 					      "&limit=1000");
 	while (more) {
-		err = get_json(hub, &url, err, &ctx, &body, &resp);
+		err = hub_get_json(hub, &url, err, &ctx, &body, &resp);
 		err = err ? err : hub_parse_tree(body.data, body.len, cb, arg,
 						 NULL);
-		err = err ? err : next_page(hub, resp, &url, &more);
+		err = err ? err : hub_next_page(hub, resp, &url, &more);
 		if (err)
 			break;
 	}

@@ -4,8 +4,8 @@
  * The pure helpers (parsers, encoders, the error table, the wait
  * computation) take plain bytes and return 0 or -errno, so the unit tests
  * and the fuzzers call them directly, without a network.  The request
- * layer (hub.c) is shared by the metadata calls (hub.c) and the ranged
- * reads (read.c).
+ * layer (hub.c) is shared by the metadata calls (hub.c), the ranged reads
+ * (read.c) and the writes (write.c).
  */
 #ifndef HUBFS_HUB_INT_H
 #define HUBFS_HUB_INT_H
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "hubfs/buf.h"
 #include "hubfs/hub.h"
@@ -34,6 +35,15 @@
 #define HUB_POOL_MAX 16			/* idle curl handles kept */
 #define HUB_URLS_MAX 4096		/* signed URLs cached per client */
 #define HUB_URL_BUCKETS 1024
+#define HUB_LFS_BATCH_MAX (64u << 20)	/* an LFS batch answer, bytes */
+#define HUB_WRITE_BATCH 100		/* files per preupload, objects per
+					 * LFS batch call */
+#define HUB_SAMPLE_MAX 512		/* preupload's content sample */
+#define HUB_PARTS_MAX 10000		/* parts of one multipart upload */
+#define HUB_ACTION_HEADERS_MAX 64	/* headers of one LFS action */
+#define HUB_ACTION_HEADER_MAX 4096	/* one such header line, bytes */
+#define HUB_PARALLEL_MAX 16		/* parts in flight per upload */
+#define HUB_COMMITS_PAGE 100		/* commits asked for per page */
 
 /* --- The client ----------------------------------------------------------- */
 
@@ -86,7 +96,7 @@ struct hubfs_hub {
 
 	struct {
 		atomic_uint_fast64_t requests, retries, throttled, bytes;
-		atomic_uint_fast64_t locates;
+		atomic_uint_fast64_t locates, bytes_sent, commits;
 	} stats;
 };
 
@@ -98,6 +108,8 @@ struct hub_errctx {
 	const char *path;		/* the file asked for, or NULL */
 	const char *url;		/* what was asked (shown redacted) */
 	bool cdn;			/* the answer is from another origin */
+	bool write;			/* a write: 401/403 mean "this token
+					 * cannot write" */
 };
 
 
@@ -114,13 +126,39 @@ typedef int (*hub_headers_fn)(void *arg, struct hub_resp *resp);
 typedef int (*hub_data_fn)(void *arg, struct hub_resp *resp,
 			   const void *data, size_t len);
 
+/*
+ * A request body made on demand.  @read fills @buf with up to @len bytes
+ * and sets *@got, 0 only at the end; @rewind goes back to the first byte.
+ * Both return 0 or -errno with the detail set.  hub_exchange() rewinds
+ * before every attempt (and libcurl may rewind within one, when a reused
+ * connection turns out dead), so a retried request sends the whole body
+ * again.
+ */
+struct hub_stream {
+	int (*read)(void *arg, char *buf, size_t len, size_t *got);
+	int (*rewind)(void *arg);
+	void *arg;
+	int64_t size;			/* bytes; -1: unknown (chunked) */
+};
+
 struct hub_req {
-	const char *method;		/* "GET" or "HEAD" */
+	const char *method;		/* "GET", "HEAD", "POST" or "PUT" */
 	const char *url;		/* absolute */
 	bool auth;			/* send the token, if url is ours */
 	bool json;			/* Accept JSON; allow compression */
 	bool locate;			/* count as a locate in the stats */
 	const char *range;		/* "a-b": Range: bytes=a-b; or NULL */
+	const char *accept;		/* Accept, instead of JSON's; or NULL */
+	const char *content_type;	/* of the body sent; or NULL */
+	/* More "Name: value" lines, NULL-terminated, or NULL.  A line
+	 * naming Authorization is dropped: the token is added only by
+	 * hub_exchange(), only for the endpoint's origin. */
+	const char *const *headers;
+	/* The body of a POST or PUT: send_len bytes at send (which may be
+	 * NULL when send_len is 0), or stream. */
+	const char *send;
+	size_t send_len;
+	const struct hub_stream *stream;
 	struct hubfs_buf *body;		/* a 2xx body, capped; or NULL */
 	hub_headers_fn on_headers;	/* or NULL */
 	hub_data_fn on_data;		/* a 2xx body, instead of body */
@@ -139,6 +177,9 @@ struct hub_resp {
 	char error_message[HUB_HDR_MAX]; /* X-Error-Message, or body "error" */
 	char retry_after[HUB_HDR_MAX];
 	char ratelimit[HUB_HDR_MAX];
+	char etag[HUB_HDR_MAX];		/* ETag, verbatim, or "" */
+	bool etag_bad;			/* an ETag did not fit or was not
+					 * plain text */
 	char errbody[HUB_ERRBODY_MAX];	/* start of a non-2xx body */
 	size_t errbody_len;
 	uint64_t body_bytes;		/* body bytes received */
@@ -158,11 +199,34 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
  * hub_exchange() with the retry policy, same-origin redirects followed
  * (the token kept) and the error table applied.  Returns 0 for a 2xx, or
  * for a 3xx to another origin (resp->location holds it); -errno otherwise.
+ * A request with a body follows only 307 and 308, which keep the method
+ * and the body; another redirect of it is an error.
  * @final_url, if not NULL, receives the URL that gave the answer.
  */
 int hub_call(struct hubfs_hub *hub, const struct hub_req *req,
 	     const struct hub_errctx *ctx, struct hub_resp *resp,
 	     struct hubfs_buf *final_url);
+
+/*
+ * GET @url as JSON into @body; a redirect to another origin is an error.
+ * @url_err is the error building @url, if any, reported here once.
+ * *@resp is allocated on first use and kept for the caller (its Link
+ * header), who frees it with hubfs_free().
+ */
+int hub_get_json(struct hubfs_hub *hub, const struct hubfs_buf *url,
+		 int url_err, const struct hub_errctx *ctx,
+		 struct hubfs_buf *body, struct hub_resp **resp);
+
+/*
+ * Point @url at the page that the Link header of @resp names, if any;
+ * *@more says whether there is one.  -EIO if the link is malformed, on
+ * another origin, or names the page itself.
+ */
+int hub_next_page(struct hubfs_hub *hub, const struct hub_resp *resp,
+		  struct hubfs_buf *url, bool *more);
+
+/* A revision or commit fit for a URL segment, else -EINVAL. */
+int hub_check_rev(const char *rev);
 
 /* A zeroed response on the heap (it is too large for a small stack);
  * free with hubfs_free().  NULL with the detail set if out of memory. */
@@ -287,5 +351,115 @@ unsigned int hub_wait_ms(const struct hubfs_hub_opts *opts,
 /* Copy @len bytes of untrusted text into @dst as printable ASCII,
  * escaping the rest, cut to fit. */
 void hub_printable(char *dst, size_t n, const char *s, size_t len);
+
+/* --- JSON helpers (parse.c), shared with parse_write.c ----------------- */
+
+/* Parse @data, which must be a JSON @type; NULL with the detail set. */
+json_t *hub_json_load(const char *data, size_t len, json_type type,
+		      const char *what);
+
+/* The string value of @key in @obj, with its length, or NULL. */
+const char *hub_json_str(json_t *obj, const char *key, size_t *len);
+
+/* @key as exactly @n hex digits, lowercased into @dst (@n + 1 bytes). */
+bool hub_json_hex(json_t *obj, const char *key, char *dst, size_t n);
+
+/* @key as a size in [0, HUBFS_SIZE_MAX], or false. */
+bool hub_json_size(json_t *obj, const char *key, uint64_t *out);
+
+/* Log that item @i of @what was skipped, naming its @key, and why. */
+void hub_warn_skipped(const char *what, size_t i, json_t *item,
+		      const char *key, const char *why);
+
+/* --- Writing: encoders and parsers (parse_write.c) --------------------- */
+
+/* Characters base64 makes of @n bytes, padding included. */
+static inline size_t hub_base64_len(size_t n)
+{
+	return (n + 2) / 3 * 4;
+}
+
+/* Encode @n bytes as base64 into @dst: hub_base64_len(@n) characters,
+ * no NUL. */
+void hub_base64_encode(char *dst, const void *src, size_t n);
+
+/*
+ * Append @s (@len bytes) as a JSON string, quotes included.  -EINVAL if
+ * it is not valid UTF-8 (JSON text cannot carry such bytes) or holds a
+ * NUL; -EFBIG, -ENOMEM as hubfs_buf_append().
+ */
+int hub_json_put_string(struct hubfs_buf *out, const char *s, size_t len);
+
+/* The preupload request for @n files: paths, sizes, samples, and
+ * "gitAttributes" when @gitattributes is not NULL.  -EINVAL as
+ * hub_json_put_string(). */
+int hub_preupload_body(struct hubfs_buf *out,
+		       const struct hubfs_hub_upload_file *files, size_t n,
+		       const char *gitattributes);
+
+/*
+ * Apply a preupload answer to @files: each file gets the answer whose
+ * "path" is its own (answers about other paths are ignored); a 0-byte
+ * file is regular whatever the answer says.  -EIO, with nothing changed,
+ * if the answer is malformed or leaves a file unanswered.
+ */
+int hub_parse_preupload(const char *data, size_t len,
+			struct hubfs_hub_upload_file *files, size_t n);
+
+/* The LFS batch request: upload of @n objects to @branch. */
+int hub_lfs_batch_body(struct hubfs_buf *out,
+		       const struct hubfs_hub_lfs_object *objs, size_t n,
+		       const char *branch);
+
+/* What the Hub asks for to store one object. */
+struct hub_lfs_action {
+	bool upload;		/* false: the Hub has it; nothing else set */
+	char *href;		/* basic: the PUT URL; multipart: the
+				 * completion URL */
+	char **headers;		/* "Name: value" lines for each PUT,
+				 * NULL-terminated, never Authorization */
+	uint64_t chunk_size;	/* multipart part size; 0: basic */
+	char **parts;		/* multipart: URL of part i + 1 at [i] */
+	size_t nparts;
+	char *verify;		/* the verify URL, or NULL */
+	char **verify_headers;	/* as headers, for the verify call */
+};
+
+/*
+ * Match an LFS batch answer to @objs (by oid): *@out receives one action
+ * per object, to free with hub_lfs_actions_free(@n).  Checked: every
+ * object is answered, with its own size if one is given; a per-object
+ * "error" fails the call with a detail naming the object; URLs are
+ * absolute http(s); header names are tokens and values printable; a
+ * multipart answer ("chunk_size" in the upload header) numbers its parts
+ * 1 to ceil(size / chunk_size), each once.  -EIO otherwise, -ENOMEM.
+ */
+int hub_parse_lfs_batch(struct hub_lfs_action **out, const char *data,
+			size_t len, const struct hubfs_hub_lfs_object *objs,
+			size_t n);
+
+/* Free @n actions from hub_parse_lfs_batch().  Accepts NULL. */
+void hub_lfs_actions_free(struct hub_lfs_action *actions, size_t n);
+
+/* The multipart completion request: @oid and the ETag of each part. */
+int hub_lfs_complete_body(struct hubfs_buf *out, const char *oid,
+			  char *const *etags, size_t nparts);
+
+/* The verify request. */
+int hub_lfs_verify_body(struct hubfs_buf *out, const char *oid,
+			uint64_t size);
+
+/* The commit answer's "commitOid", 40 hex digits, lowercased into @out.
+ * -EIO if the answer is malformed or has none. */
+int hub_parse_commit(const char *data, size_t len, char out[41]);
+
+/*
+ * Hand each valid commit of one listing page to @cb, at most *@left of
+ * them (decremented for each); invalid entries are skipped with a
+ * warning and counted in *@skipped if not NULL.  -EIO if the page is not
+ * a JSON array; @cb's non-zero return stops and is returned.
+ */
+int hub_parse_commits(const char *data, size_t len, hubfs_hub_commit_cb cb,
+		      void *arg, unsigned int *left, size_t *skipped);
 
 #endif /* HUBFS_HUB_INT_H */

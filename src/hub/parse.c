@@ -249,9 +249,8 @@ int hub_parse_time(const char *s, int64_t *out)
 
 /* --- JSON ----------------------------------------------------------------- */
 
-/* Parse @data, which must be a JSON @type; NULL with the detail set. */
-static json_t *load_json(const char *data, size_t len, json_type type,
-			 const char *what)
+json_t *hub_json_load(const char *data, size_t len, json_type type,
+		      const char *what)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(data ? data : "", len, JSON_ALLOW_NUL, &jerr);
@@ -268,8 +267,7 @@ static json_t *load_json(const char *data, size_t len, json_type type,
 	return root;
 }
 
-/* The string value of @key in @obj, with its length, or NULL. */
-static const char *get_str(json_t *obj, const char *key, size_t *len)
+const char *hub_json_str(json_t *obj, const char *key, size_t *len)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -280,11 +278,10 @@ static const char *get_str(json_t *obj, const char *key, size_t *len)
 	return json_string_value(v);
 }
 
-/* @key as a 40-hex object id into @dst (41 bytes), or false. */
-static bool get_oid(json_t *obj, const char *key, char *dst, size_t n)
+bool hub_json_hex(json_t *obj, const char *key, char *dst, size_t n)
 {
 	size_t len;
-	const char *s = get_str(obj, key, &len);
+	const char *s = hub_json_str(obj, key, &len);
 
 	if (!s || len != n || !hub_is_hex(s, n))
 		return false;
@@ -292,8 +289,7 @@ static bool get_oid(json_t *obj, const char *key, char *dst, size_t n)
 	return true;
 }
 
-/* @key as a size in [0, HUBFS_SIZE_MAX], or false. */
-static bool get_size(json_t *obj, const char *key, uint64_t *out)
+bool hub_json_size(json_t *obj, const char *key, uint64_t *out)
 {
 	json_t *v = json_object_get(obj, key);
 	json_int_t n;
@@ -311,19 +307,20 @@ int hub_parse_revision(const char *data, size_t len,
 		       struct hubfs_hub_revision *out)
 {
 	struct hubfs_hub_revision rev;
-	json_t *root = load_json(data, len, JSON_OBJECT, "repository info");
+	json_t *root = hub_json_load(data, len, JSON_OBJECT,
+				     "repository info");
 	const char *lm;
 	size_t lm_len;
 	int err = -EIO;
 
 	if (!root)
 		return -EIO;
-	if (!get_oid(root, "sha", rev.commit, 40)) {
+	if (!hub_json_hex(root, "sha", rev.commit, 40)) {
 		hubfs_err_set("repository info from the Hub has no valid "
 			      "commit id (\"sha\")");
 		goto out;
 	}
-	lm = get_str(root, "lastModified", &lm_len);
+	lm = hub_json_str(root, "lastModified", &lm_len);
 	if (!lm || strlen(lm) != lm_len || hub_parse_time(lm, &rev.time)) {
 		hubfs_err_set("repository info from the Hub has no valid "
 			      "date (\"lastModified\")");
@@ -348,7 +345,7 @@ static const char *tree_entry(json_t *item, struct hubfs_hub_entry *e)
 
 	if (!json_is_object(item))
 		return "not an object";
-	type = get_str(item, "type", &type_len);
+	type = hub_json_str(item, "type", &type_len);
 	if (!type)
 		return "no type";
 	if (type_len == 4 && strcmp(type, "file") == 0)
@@ -357,42 +354,43 @@ static const char *tree_entry(json_t *item, struct hubfs_hub_entry *e)
 		e->type = HUBFS_ENTRY_DIR;
 	else
 		return "unknown type";
-	path = get_str(item, "path", &path_len);
+	path = hub_json_str(item, "path", &path_len);
 	if (!path)
 		return "no path";
 	why = hub_path_invalid(path, path_len);
 	if (why)
 		return why;
 	e->path = path;
-	if (!get_oid(item, "oid", e->oid, 40))
+	if (!hub_json_hex(item, "oid", e->oid, 40))
 		return "bad oid";
 	e->size = 0;
 	e->lfs = false;
 	e->sha256[0] = '\0';
 	if (e->type == HUBFS_ENTRY_DIR)
 		return NULL;		/* a directory's size means nothing */
-	if (!get_size(item, "size", &e->size))
+	if (!hub_json_size(item, "size", &e->size))
 		return "bad size";
 	lfs = json_object_get(item, "lfs");
 	if (!lfs || json_is_null(lfs))
 		return NULL;
 	if (!json_is_object(lfs))
 		return "bad lfs";
-	if (!get_oid(lfs, "oid", e->sha256, 64))
+	if (!hub_json_hex(lfs, "oid", e->sha256, 64))
 		return "bad lfs oid";
 	/* The content size; "size" may be the pointer's on some mirrors. */
-	if (!get_size(lfs, "size", &e->size))
+	if (!hub_json_size(lfs, "size", &e->size))
 		return "bad lfs size";
 	e->lfs = true;
 	return NULL;
 }
 
-static void warn_skipped(const char *what, size_t i, json_t *item,
-			 const char *key, const char *why)
+void hub_warn_skipped(const char *what, size_t i, json_t *item,
+		      const char *key, const char *why)
 {
 	char shown[128] = "";
 	size_t len;
-	const char *s = json_is_object(item) ? get_str(item, key, &len) : NULL;
+	const char *s = json_is_object(item) ? hub_json_str(item, key, &len)
+					     : NULL;
 
 	if (s)
 		hub_printable(shown, sizeof(shown), s, len);
@@ -403,7 +401,7 @@ static void warn_skipped(const char *what, size_t i, json_t *item,
 int hub_parse_tree(const char *data, size_t len, hubfs_hub_entry_cb cb,
 		   void *arg, size_t *skipped)
 {
-	json_t *root = load_json(data, len, JSON_ARRAY, "tree listing");
+	json_t *root = hub_json_load(data, len, JSON_ARRAY, "tree listing");
 	json_t *item;
 	size_t i, n = 0;
 	int err = 0;
@@ -415,7 +413,7 @@ int hub_parse_tree(const char *data, size_t len, hubfs_hub_entry_cb cb,
 		const char *why = tree_entry(item, &e);
 
 		if (why) {
-			warn_skipped("tree entry", i, item, "path", why);
+			hub_warn_skipped("tree entry", i, item, "path", why);
 			n++;
 			continue;
 		}
@@ -468,16 +466,16 @@ static const char *ref_entry(json_t *item, const struct ref_list *l,
 
 	if (!json_is_object(item))
 		return "not an object";
-	s = get_str(item, "name", &len);
+	s = hub_json_str(item, "name", &len);
 	if (!s || !ref_name_ok(s, len))
 		return "bad name";
-	if (!get_oid(item, "targetCommit", commit, 40))
+	if (!hub_json_hex(item, "targetCommit", commit, 40))
 		return "bad targetCommit";
 	hubfs_buf_reset(name);
 	if (!l->prefix)
 		return hubfs_buf_append(name, s, len) ? "name too long" : NULL;
 	plen = strlen(l->prefix);
-	ref = get_str(item, "ref", &ref_len);
+	ref = hub_json_str(item, "ref", &ref_len);
 	if (ref && ref_len > plen && ref_name_ok(ref, ref_len) &&
 	    strncmp(ref, l->prefix, plen) == 0) {
 		s = ref;
@@ -493,7 +491,7 @@ int hub_parse_refs(const char *data, size_t len, bool include_prs,
 		   hubfs_hub_ref_cb cb, void *arg)
 {
 	struct hubfs_buf name = HUBFS_BUF_INIT(HUBFS_PATH_MAX + 64);
-	json_t *root = load_json(data, len, JSON_OBJECT, "ref listing");
+	json_t *root = hub_json_load(data, len, JSON_OBJECT, "ref listing");
 	int err = 0;
 
 	if (!root) {
@@ -521,7 +519,7 @@ int hub_parse_refs(const char *data, size_t len, bool include_prs,
 						    ref.commit);
 
 			if (why) {
-				warn_skipped(l->key, i, item, "name", why);
+				hub_warn_skipped(l->key, i, item, "name", why);
 				continue;
 			}
 			ref.name = hubfs_buf_str(&name);
@@ -547,7 +545,7 @@ int hub_parse_error_body(const char *data, size_t len, char *dst, size_t n)
 
 	if (!root)
 		return -EIO;
-	s = json_is_object(root) ? get_str(root, "error", &slen) : NULL;
+	s = json_is_object(root) ? hub_json_str(root, "error", &slen) : NULL;
 	if (s) {
 		hub_printable(dst, n, s, slen);
 		err = 0;

@@ -180,7 +180,7 @@ def test_inode_numbers_are_stable_across_mounts(hub, mount_factory):
 
 
 def test_read_only(hub, mount_factory):
-    m = mount_factory(hub, "tester/model1")
+    m = mount_factory(hub, "tester/model1", "ro")
     for fn in (lambda: open(m.path("config.json"), "w"),
                lambda: open(m.path("new.txt"), "w"),
                lambda: os.mkdir(m.path("d")),

@@ -1,0 +1,922 @@
+/*
+ * Turning the working tree's changes into Hub commits.
+ *
+ * DESIGN
+ *
+ * One committer thread per writable mount makes every commit, so
+ * commits never race each other.  It starts a round when someone waits
+ * for one (fsync, `sync DIR`, unmount) or when changes are pending and
+ * the mount has been quiet: no change for `quiet` ms and no file open
+ * for writing, or changes pending for `max_delay` ms whatever happens.
+ *
+ * A round:
+ *  1. Settle the attempts whose outcome is unknown (hubfs died, or the
+ *     answer to a commit was lost): each commit message carries a tag
+ *     (the marker), so the branch's history since the attempt's parent
+ *     says whether it landed.  Landed: its rows are done.  Not landed and
+ *     the branch moved: it never will (parentCommit), forget it.
+ *  2. Snapshot: under the work lock, read every journal row, record the
+ *     attempt (its marker and the journal's generation), and mark each
+ *     stage in it busy: writers of those files wait until the round ends,
+ *     so what is hashed is what is sent.
+ *  3. Make the commit (src/commit/engine.c).
+ *  4. Landed: the rows of the snapshot that did not change since are
+ *     removed, the new commit becomes the base, the committed bytes go
+ *     into the block cache (read-your-writes without a download), and
+ *     the working tree follows the new commit's tree.
+ *     -ESTALE (the branch moved): if the commits upstream touched none of
+ *     the paths being committed, rebase (the branch head becomes the
+ *     base) and go again; otherwise it is a conflict: the round fails
+ *     with -ESTALE, everything stays staged and shown, and no round runs
+ *     again on its own until something changes.
+ *
+ * A waiter is served by the first round that starts after it asked, and
+ * gets that round's result.
+ *
+ * Locks: the work lock (w->lock) guards everything in struct
+ * fs_commit_state; it is never held across the Hub calls of a round.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hubfs/buf.h"
+#include "hubfs/commit.h"
+#include "hubfs/err.h"
+#include "hubfs/log.h"
+#include "hubfs/mem.h"
+#include "work_int.h"
+
+#define TICK_MS 100
+#define ROUND_TRIES 5		/* rebases in one round */
+#define HISTORY_MAX 200		/* commits searched for a marker */
+#define ATTEMPTS_MAX 16
+#define DESCRIBE_MAX 50		/* paths named in a commit message */
+#define RETRY_MIN_MS 2000
+#define RETRY_MAX_MS 300000
+
+struct fs_commit_state {
+	struct hubfs_hub *hub;
+	struct hubfs_cache *cache;
+	char *branch;
+	char *message;			/* summary template, or NULL */
+	unsigned int quiet_ms;
+	unsigned int max_delay_ms;
+	pthread_t thread;
+	bool started;
+	bool stop;			/* lock */
+	bool stopped;			/* lock: the thread has ended */
+	uint64_t requested;		/* lock: rounds asked for */
+	uint64_t completed;		/* lock: requests served */
+	int result;			/* lock: the last round's */
+	uint64_t seen;			/* lock: w->changes last looked at */
+	double quiet_since;		/* lock */
+	double pending_since;		/* lock: 0 when nothing pending */
+	double retry_at;		/* lock */
+	unsigned int failures;		/* lock */
+	bool conflict;			/* lock: wait for a change */
+	unsigned int writers;		/* lock: handles open for writing */
+	uint64_t commits;		/* lock: commits made */
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/* --- the snapshot of one attempt ------------------------------------------- */
+
+struct snap_file {
+	struct hubfs_commit_file f;	/* f.path is path */
+	char *path;
+	struct fs_stage *stage;		/* a busy reference, or NULL */
+	struct fs_content ref;		/* content without a stage */
+	struct fs_work *w;
+};
+
+struct snapshot {
+	struct fs_work *w;
+	struct snap_file *v;
+	size_t n, cap;
+	int err;
+};
+
+static int read_stage(void *arg, uint64_t off, void *buf, size_t len)
+{
+	struct snap_file *sf = arg;
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t r = pread(sf->stage->fd, (char *)buf + got, len - got,
+				  (off_t)(off + got));
+
+		if (r <= 0) {
+			hubfs_err_set("cannot read the staged content of %s: "
+				      "%s", sf->path,
+				      r < 0 ? strerror(errno) : "short file");
+			return -EIO;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static int read_ref(void *arg, uint64_t off, void *buf, size_t len)
+{
+	struct snap_file *sf = arg;
+	struct fs_object *obj;
+	size_t got = 0;
+	int err, fd;
+
+	err = fs_reader_open(&obj, sf->w->reader, sf->ref.tree, sf->ref.node);
+	if (err)
+		return err;
+	while (got < len && !err) {
+		size_t n;
+
+		err = fs_reader_prepare(obj, off + got, len - got, &fd, &n);
+		if (err == -ENOSPC) {
+			ssize_t r = fs_reader_read_direct(obj, (char *)buf + got,
+							  len - got, off + got);
+
+			err = r > 0 ? 0 : r < 0 ? (int)r : -EIO;
+			if (r > 0)
+				got += (size_t)r;
+			continue;
+		}
+		if (!err && n == 0)
+			err = -EIO;
+		if (!err) {
+			ssize_t r = pread(fd, (char *)buf + got, n,
+					  (off_t)(off + got));
+
+			if (r <= 0)
+				err = -EIO;
+			else
+				got += (size_t)r;
+		}
+	}
+	fs_object_put(obj);
+	return err;
+}
+
+static void snapshot_free(struct fs_work *w, struct snapshot *s)
+{
+	size_t i;
+
+	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < s->n; i++) {
+		struct snap_file *sf = &s->v[i];
+
+		if (sf->stage) {
+			sf->stage->busy--;
+			fs_stage_put(w, sf->stage);
+		}
+		if (sf->ref.tree)
+			fs_tree_put(sf->ref.tree);
+		hubfs_free(sf->path);
+	}
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	hubfs_free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+/* One journal row into the snapshot (work lock held). */
+static int snap_row(void *arg, const struct hubfs_jchange *c)
+{
+	struct snapshot *s = arg;
+	struct fs_work *w = s->w;
+	struct fs_node *b = fs_tree_find(w->base, c->path);
+	struct snap_file *sf;
+	struct fs_wnode *n = NULL;
+
+	if (c->deleted) {
+		if (!b || b->type != HUBFS_ENTRY_FILE)
+			return 0;	/* nothing to delete */
+	} else {
+		n = fs_work_find(w, c->path);
+		if (!n || n->type != HUBFS_ENTRY_FILE || !n->dirty) {
+			hlog(LOG_WARNING, "%s: the change to %s is not in the "
+			     "tree; left out of the commit", w->label, c->path);
+			return 0;
+		}
+		if (!n->stage && n->base.tree && b &&
+		    b->type == HUBFS_ENTRY_FILE &&
+		    strcmp(fs_node_key(b), fs_node_key(n->base.node)) == 0)
+			return 0;	/* moved away and back */
+	}
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		struct snap_file *v = hubfs_realloc(s->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		s->v = v;
+		s->cap = cap;
+	}
+	sf = &s->v[s->n];
+	memset(sf, 0, sizeof(*sf));
+	sf->w = w;
+	sf->path = hubfs_strdup(c->path);
+	if (!sf->path)
+		return -ENOMEM;
+	s->n++;
+	sf->f.path = sf->path;
+	sf->f.deleted = c->deleted;
+	if (c->deleted)
+		return 0;
+	if (n->stage) {
+		sf->stage = n->stage;
+		sf->stage->refs++;
+		sf->stage->busy++;
+		sf->f.read = read_stage;
+	} else {
+		sf->ref = n->base;
+		fs_tree_get(sf->ref.tree);
+		sf->f.size = sf->ref.node->size;
+		if (sf->ref.node->lfs && sf->ref.node->size > 0) {
+			sf->f.known_lfs = true;
+			memcpy(sf->f.sha256, sf->ref.node->sha256, 65);
+		} else {
+			sf->f.read = read_ref;
+		}
+	}
+	sf->f.arg = sf;
+	return 0;
+}
+
+/* --- messages ---------------------------------------------------------------- */
+
+static void random_hex(char *out, size_t bytes)
+{
+	unsigned char r[32];
+	size_t i;
+
+	if (getrandom(r, bytes, 0) != (ssize_t)bytes) {
+		uint64_t t = (uint64_t)now_ms() ^ (uint64_t)getpid();
+
+		memcpy(r, &t, sizeof(t) < bytes ? sizeof(t) : bytes);
+	}
+	for (i = 0; i < bytes; i++)
+		sprintf(out + 2 * i, "%02x", r[i]);
+}
+
+/*
+ * The summary: the template with {count}, {first} and {default}
+ * replaced, or a default that names the files.
+ */
+static char *make_summary(const struct fs_commit_state *cs,
+			  const struct snapshot *s)
+{
+	size_t i, adds = 0, dels = 0, first = 0;
+	char def[512];
+	struct hubfs_buf b = HUBFS_BUF_INIT(4096);
+	const char *t;
+	char *out = NULL;
+
+	for (i = 0; i < s->n; i++) {
+		if (s->v[i].f.skipped)
+			continue;
+		if (adds + dels == 0)
+			first = i;
+		if (s->v[i].f.deleted)
+			dels++;
+		else
+			adds++;
+	}
+	if (adds + dels == 1)
+		snprintf(def, sizeof(def), "%s %s", dels ? "Delete" : "Upload",
+			 s->v[first].path);
+	else if (dels == 0)
+		snprintf(def, sizeof(def), "Upload %zu files", adds);
+	else if (adds == 0)
+		snprintf(def, sizeof(def), "Delete %zu files", dels);
+	else
+		snprintf(def, sizeof(def), "Update %zu files", adds + dels);
+	if (!cs->message)
+		return hubfs_strdup(def);
+	for (t = cs->message; *t; t++) {
+		if (strncmp(t, "{count}", 7) == 0) {
+			hubfs_buf_printf(&b, "%zu", adds + dels);
+			t += 6;
+		} else if (strncmp(t, "{first}", 7) == 0) {
+			hubfs_buf_append(&b, s->v[first].path,
+					 strlen(s->v[first].path));
+			t += 6;
+		} else if (strncmp(t, "{default}", 9) == 0) {
+			hubfs_buf_append(&b, def, strlen(def));
+			t += 8;
+		} else {
+			hubfs_buf_append(&b, t, 1);
+		}
+	}
+	if (hubfs_buf_detach(&out, &b) != 0)
+		out = NULL;
+	hubfs_buf_free(&b);
+	if (out && !*out) {	/* the Hub refuses an empty summary */
+		hubfs_free(out);
+		out = hubfs_strdup(def);
+	}
+	return out;
+}
+
+static char *make_description(const struct snapshot *s, const char *marker)
+{
+	struct hubfs_buf b = HUBFS_BUF_INIT(1u << 20);
+	size_t i, named = 0;
+	char *out = NULL;
+
+	for (i = 0; i < s->n; i++) {
+		if (s->v[i].f.skipped)
+			continue;
+		if (named++ < DESCRIBE_MAX)
+			hubfs_buf_printf(&b, "%s %s\n",
+					 s->v[i].f.deleted ? "deleted:" : "updated:",
+					 s->v[i].path);
+	}
+	if (named > DESCRIBE_MAX)
+		hubfs_buf_printf(&b, "... and %zu more\n", named - DESCRIBE_MAX);
+	hubfs_buf_printf(&b, "\nHubfs-Commit: %s\n", marker);
+	if (hubfs_buf_detach(&out, &b) != 0)
+		out = NULL;
+	hubfs_buf_free(&b);
+	return out;
+}
+
+/* --- settling attempts ------------------------------------------------------- */
+
+struct marker_search {
+	const struct hubfs_jattempt *att;
+	int natt;
+	const char *stop;	/* the oldest parent: the search ends there */
+	int found;		/* index into att, or -1 */
+	char commit[41];
+};
+
+static int marker_cb(void *arg, const struct hubfs_hub_commit_info *c)
+{
+	struct marker_search *ms = arg;
+	int i;
+
+	for (i = 0; i < ms->natt; i++) {
+		char tag[64];
+
+		snprintf(tag, sizeof(tag), "Hubfs-Commit: %s",
+			 ms->att[i].marker);
+		if (c->message && strstr(c->message, tag)) {
+			ms->found = i;
+			memcpy(ms->commit, c->id, 41);
+			return 1;
+		}
+	}
+	return strcmp(c->id, ms->stop) == 0 ? 1 : 0;
+}
+
+/* Put the bytes of a landed stage into the block cache under @key. */
+static void cache_import(struct fs_commit_state *cs, struct fs_stage *st,
+			 const char *key, uint64_t size)
+{
+	struct hubfs_cache_obj *obj;
+	char *buf;
+	uint64_t i, n = (size + WBS - 1) / WBS;
+
+	if (size == 0 || hubfs_cache_obj_open(&obj, cs->cache, key, size) != 0)
+		return;
+	buf = hubfs_malloc(WBS);
+	for (i = 0; buf && i < n; i++) {
+		size_t len = i + 1 < n ? WBS : (size_t)(size - i * WBS);
+
+		if (hubfs_cache_block_present(obj, i) == 1)
+			continue;
+		if (hubfs_cache_reserve(cs->cache, len) != 0 ||
+		    pread(st->fd, buf, len, (off_t)(i * WBS)) != (ssize_t)len ||
+		    hubfs_cache_obj_pwrite(obj, buf, len, i * WBS) != 0 ||
+		    hubfs_cache_block_commit(obj, i,
+					     hubfs_crc32c(0, buf, len)) != 0)
+			break;
+	}
+	/* Hashed just now, from these very bytes. */
+	if (buf && i == n)
+		hubfs_cache_obj_set_verified(obj);
+	hubfs_free(buf);
+	hubfs_cache_obj_close(obj);
+}
+
+/*
+ * Attempt @a landed as @commit: record it, cache what it committed (when
+ * @s is the attempt's snapshot) and follow the new tree.
+ */
+static int landed(struct fs_work *w, const struct hubfs_jattempt *a,
+		  const char *commit, struct snapshot *s)
+{
+	struct fs_commit_state *cs = w->commit;
+	struct fs_tree *tree;
+	size_t i;
+	int err;
+
+	err = w->load_tree(w->arg, commit, &tree);
+	if (err)
+		return err;
+	for (i = 0; s && i < s->n; i++) {
+		struct snap_file *sf = &s->v[i];
+
+		if (sf->stage && !sf->f.skipped)
+			cache_import(cs, sf->stage,
+				     sf->f.lfs ? sf->f.sha256 : sf->f.oid,
+				     sf->f.size);
+	}
+	pthread_mutex_lock(&w->lock);
+	err = hubfs_journal_attempt_done(w->journal, a, commit);
+	if (!err) {
+		/* Committed files that did not change since are clean now:
+		 * their bytes are in the cache, so the stages can go. */
+		for (i = 0; s && i < s->n; i++)
+			if (s->v[i].stage && !s->v[i].f.deleted)
+				fs_work_committed(w, s->v[i].path,
+						  s->v[i].stage);
+		fs_work_sync(w, tree);
+		w->attempting = false;
+		cs->commits++;
+	}
+	pthread_mutex_unlock(&w->lock);
+	fs_tree_put(tree);
+	return err;
+}
+
+/*
+ * Settle the attempts whose outcome is unknown.  0 when none is left
+ * unknown (or the branch still is at their parent: they are retried by
+ * the next attempt, and at most one of them can ever land), or -errno
+ * when the Hub could not say.
+ */
+static int settle(struct fs_work *w)
+{
+	struct fs_commit_state *cs = w->commit;
+	struct hubfs_jattempt att[ATTEMPTS_MAX];
+	struct hubfs_hub_revision head;
+	struct marker_search ms = { 0 };
+	int n, err;
+
+	pthread_mutex_lock(&w->lock);
+	n = hubfs_journal_attempt_list(w->journal, att, ATTEMPTS_MAX);
+	pthread_mutex_unlock(&w->lock);
+	if (n <= 0)
+		return n;
+	err = hubfs_hub_get_revision(cs->hub, cs->branch, &head);
+	if (err)
+		return err;
+	if (strcmp(head.commit, att[0].parent) == 0)
+		return 0;
+	ms.att = att;
+	ms.natt = n;
+	ms.stop = att[0].parent;
+	ms.found = -1;
+	err = hubfs_hub_list_commits(cs->hub, head.commit, HISTORY_MAX,
+				     marker_cb, &ms);
+	if (err < 0)
+		return err;
+	if (ms.found >= 0) {
+		hlog(LOG_NOTICE, "%s: commit %.12s on %s was made by an earlier "
+		     "attempt whose answer was lost", w->label, ms.commit,
+		     cs->branch);
+		return landed(w, &att[ms.found], ms.commit, NULL);
+	}
+	pthread_mutex_lock(&w->lock);
+	err = hubfs_journal_attempt_clear(w->journal);
+	w->attempting = false;
+	pthread_mutex_unlock(&w->lock);
+	return err;
+}
+
+/* Whether the files at @path differ between trees @a and @b. */
+static bool differs(struct fs_tree *a, struct fs_tree *b, const char *path)
+{
+	struct fs_node *x = fs_tree_find(a, path), *y = fs_tree_find(b, path);
+	bool fx = x && x->type == HUBFS_ENTRY_FILE;
+	bool fy = y && y->type == HUBFS_ENTRY_FILE;
+
+	if (fx != fy)
+		return true;
+	return fx && strcmp(fs_node_key(x), fs_node_key(y)) != 0;
+}
+
+/*
+ * The branch moved from our base to @head.  Rebase when no path being
+ * committed (nor a directory above one) changed upstream; else report
+ * the conflict.
+ */
+static int rebase(struct fs_work *w, struct snapshot *s, const char *head)
+{
+	struct fs_tree *base, *up;
+	size_t i;
+	int err;
+
+	err = w->load_tree(w->arg, head, &up);
+	if (err)
+		return err;
+	pthread_mutex_lock(&w->lock);
+	base = w->base;
+	fs_tree_get(base);
+	pthread_mutex_unlock(&w->lock);
+	for (i = 0; i < s->n; i++) {
+		char *p = s->v[i].path, *slash;
+		bool clash = differs(base, up, p);
+
+		for (slash = strchr(p, '/'); !clash && slash;
+		     slash = strchr(slash + 1, '/')) {
+			*slash = '\0';
+			clash = differs(base, up, p);
+			*slash = '/';
+		}
+		if (clash && s->v[i].f.deleted &&
+		    !fs_tree_find(up, p))
+			clash = false;	/* deleted upstream too */
+		if (!clash) {
+			struct fs_node *u = fs_tree_find(up, p);
+
+			/* A directory upstream where a file is to go. */
+			clash = !s->v[i].f.deleted && u &&
+				u->type == HUBFS_ENTRY_DIR &&
+				!(fs_tree_find(base, p) &&
+				  fs_tree_find(base, p)->type ==
+					  HUBFS_ENTRY_DIR);
+		}
+		if (clash) {
+			hlog(LOG_ERR, "%s: cannot commit to %s: %s was changed "
+			     "upstream (the branch is now at %.12s); the local "
+			     "changes stay staged and shown in the mount",
+			     w->label, w->commit->branch, p, head);
+			hubfs_err_set("conflict on %s with commit %.12s", p, head);
+			fs_tree_put(base);
+			fs_tree_put(up);
+			return -ESTALE;
+		}
+	}
+	pthread_mutex_lock(&w->lock);
+	err = hubfs_journal_set_base(w->journal, head);
+	if (!err)
+		fs_work_sync(w, up);
+	pthread_mutex_unlock(&w->lock);
+	if (!err)
+		hlog(LOG_NOTICE, "%s: %s moved upstream to %.12s, touching none "
+		     "of the files being committed: rebased", w->label,
+		     w->commit->branch, head);
+	fs_tree_put(base);
+	fs_tree_put(up);
+	return err;
+}
+
+/* Whether a failed commit call may still have made the commit. */
+static bool outcome_unknown(int err)
+{
+	switch (err) {
+	case -ESTALE: case -EACCES: case -EPERM: case -EINVAL: case -EEXIST:
+	case -ENOENT: case -EFBIG: case -EAGAIN: case -ENOMEM:
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* One attempt: 0, or -errno (-ESTALE: the branch moved). */
+static int attempt(struct fs_work *w, bool *rebased)
+{
+	struct fs_commit_state *cs = w->commit;
+	struct snapshot s = { .w = w };
+	struct hubfs_jattempt a = { 0 };
+	struct hubfs_commit_req req = { 0 };
+	struct hubfs_hub_revision head;
+	char commit[41], *summary = NULL, *description = NULL;
+	bool made = false, sent;
+	size_t i;
+	int err;
+
+	*rebased = false;
+	random_hex(a.marker, 16);
+	pthread_mutex_lock(&w->lock);
+	snprintf(a.parent, sizeof(a.parent), "%s", w->base->commit);
+	err = hubfs_journal_list(w->journal, snap_row, &s);
+	if (err >= 0 && s.n > 0) {
+		err = hubfs_journal_attempt_begin(w->journal, a.parent,
+						  a.marker);
+		if (!err)
+			w->attempting = true;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (err < 0 || s.n == 0)
+		goto out_free;
+	{
+		struct hubfs_jattempt all[ATTEMPTS_MAX];
+		int k, n;
+
+		/* The generation recorded with our marker. */
+		pthread_mutex_lock(&w->lock);
+		n = hubfs_journal_attempt_list(w->journal, all, ATTEMPTS_MAX);
+		pthread_mutex_unlock(&w->lock);
+		for (k = 0; k < n; k++)
+			if (strcmp(all[k].marker, a.marker) == 0)
+				a = all[k];
+	}
+	for (i = 0; i < s.n && !err; i++) {
+		struct snap_file *sf = &s.v[i];
+
+		if (!sf->stage)
+			continue;
+		err = fs_stage_fill_all(w, sf->stage);
+		pthread_mutex_lock(&w->lock);
+		sf->f.size = sf->stage->size;
+		pthread_mutex_unlock(&w->lock);
+	}
+	if (err)
+		goto out_forget;
+	/* The summary names files; work it out before knowing which are
+	 * skipped, as the same for every attempt. */
+	summary = make_summary(cs, &s);
+	description = make_description(&s, a.marker);
+	if (!summary || !description) {
+		err = -ENOMEM;
+		goto out_forget;
+	}
+	req.branch = cs->branch;
+	req.parent = a.parent;
+	req.summary = summary;
+	req.description = description;
+	req.n = s.n;
+	req.files = hubfs_calloc(s.n, sizeof(*req.files));
+	if (!req.files) {
+		err = -ENOMEM;
+		goto out_forget;
+	}
+	for (i = 0; i < s.n; i++)
+		req.files[i] = s.v[i].f;
+	err = hubfs_commit_make(cs->hub, &req, commit, &made);
+	sent = req.sent;
+	for (i = 0; i < s.n; i++)
+		s.v[i].f = req.files[i];
+	if (!err) {
+		if (made)
+			hlog(LOG_INFO, "%s: committed %s to %s as %.12s",
+			     w->label, summary, cs->branch, commit);
+		err = landed(w, &a, commit, &s);
+		goto out_free;
+	}
+	if (err == -ESTALE) {
+		bool moved;
+
+		/* This attempt did not land; an earlier one may have. */
+		pthread_mutex_lock(&w->lock);
+		hubfs_journal_attempt_remove(w->journal, a.marker);
+		pthread_mutex_unlock(&w->lock);
+		err = settle(w);
+		if (!err)
+			err = hubfs_hub_get_revision(cs->hub, cs->branch, &head);
+		if (err)
+			goto out_free;
+		pthread_mutex_lock(&w->lock);
+		moved = strcmp(head.commit, w->base->commit) != 0;
+		pthread_mutex_unlock(&w->lock);
+		if (moved)
+			err = rebase(w, &s, head.commit);
+		if (!err)
+			*rebased = true;
+		goto out_free;
+	}
+	if (sent && outcome_unknown(err))
+		goto out_free;	/* settled by the next round */
+out_forget:
+	pthread_mutex_lock(&w->lock);
+	hubfs_journal_attempt_remove(w->journal, a.marker);
+	w->attempting = hubfs_journal_attempt_list(w->journal, &a, 1) > 0;
+	pthread_mutex_unlock(&w->lock);
+out_free:
+	hubfs_free(req.files);
+	hubfs_free(summary);
+	hubfs_free(description);
+	snapshot_free(w, &s);
+	return err;
+}
+
+/* A round: settle, then attempt (rebasing a few times if need be). */
+static int round_run(struct fs_work *w)
+{
+	bool rebased = true;
+	int tries, err = 0;
+
+	err = settle(w);
+	for (tries = 0; !err && rebased && tries < ROUND_TRIES; tries++)
+		err = attempt(w, &rebased);
+	return err;
+}
+
+/* --- the committer thread ------------------------------------------------------ */
+
+/* Whether the journal holds any change (work lock held). */
+static int count_cb(void *arg, const struct hubfs_jchange *c)
+{
+	(void)arg, (void)c;
+	return 1;	/* one is enough */
+}
+
+static bool pending(struct fs_work *w)
+{
+	return hubfs_journal_list(w->journal, count_cb, NULL) == 1 ||
+	       w->attempting;
+}
+
+static void *committer_main(void *arg)
+{
+	struct fs_work *w = arg;
+	struct fs_commit_state *cs = w->commit;
+
+	bool final_tried = false;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		double now = now_ms();
+		bool want = cs->requested > cs->completed;
+		bool due = false;
+
+		if (w->changes != cs->seen) {
+			cs->seen = w->changes;
+			cs->quiet_since = now;
+			cs->conflict = false;
+			if (cs->pending_since == 0)
+				cs->pending_since = now;
+		}
+		if (!want && cs->pending_since > 0 && !cs->conflict &&
+		    now >= cs->retry_at) {
+			due = (now - cs->quiet_since >= cs->quiet_ms &&
+			       cs->writers == 0) ||
+			      now - cs->pending_since >= cs->max_delay_ms;
+			if (due && !pending(w)) {
+				cs->pending_since = 0;
+				due = false;
+			}
+		}
+		if (cs->stop && !want) {
+			/* Unmounting: one last round for what is left. */
+			if (final_tried || !pending(w) || cs->conflict)
+				break;
+			final_tried = true;
+			due = true;
+		}
+		if (want || due) {
+			uint64_t ticket = cs->requested;
+			int err;
+
+			pthread_mutex_unlock(&w->lock);
+			hubfs_err_clear();
+			err = round_run(w);
+			if (err)
+				hlog(err == -ESTALE ? LOG_ERR : LOG_WARNING,
+				     "%s: commit to %s failed: %s: %s; the "
+				     "changes stay staged", w->label,
+				     cs->branch, strerror(-err),
+				     hubfs_err_or("no detail"));
+			pthread_mutex_lock(&w->lock);
+			cs->completed = ticket;
+			cs->result = err;
+			if (!err) {
+				cs->failures = 0;
+				cs->retry_at = 0;
+				cs->pending_since = pending(w) ? now_ms() : 0;
+			} else if (err == -ESTALE) {
+				cs->conflict = true;
+				cs->seen = w->changes;
+			} else {
+				double delay = RETRY_MIN_MS;
+				unsigned int k;
+
+				for (k = 0; k < cs->failures &&
+					    delay < RETRY_MAX_MS; k++)
+					delay *= 2;
+				cs->failures++;
+				cs->retry_at = now_ms() +
+					(delay < RETRY_MAX_MS ? delay
+							      : RETRY_MAX_MS);
+			}
+			pthread_cond_broadcast(&w->cond);
+			continue;
+		}
+		{
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += TICK_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+		}
+	}
+	cs->stopped = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+int fs_commit_start(struct fs_work *w, const struct fs_commit_opts *o)
+{
+	struct fs_commit_state *cs = hubfs_calloc(1, sizeof(*cs));
+
+	if (!cs)
+		return -ENOMEM;
+	cs->hub = o->hub;
+	cs->cache = o->cache;
+	cs->branch = hubfs_strdup(o->branch);
+	cs->message = o->message ? hubfs_strdup(o->message) : NULL;
+	cs->quiet_ms = o->quiet_ms;
+	cs->max_delay_ms = o->max_delay_ms;
+	if (!cs->branch || (o->message && !cs->message)) {
+		hubfs_free(cs->branch);
+		hubfs_free(cs->message);
+		hubfs_free(cs);
+		return -ENOMEM;
+	}
+	{
+		struct hubfs_jattempt a;
+
+		w->attempting = hubfs_journal_attempt_list(w->journal, &a,
+							   1) > 0;
+	}
+	cs->pending_since = pending(w) ? now_ms() : 0;
+	cs->quiet_since = now_ms();
+	w->commit = cs;
+	if (pthread_create(&cs->thread, NULL, committer_main, w) != 0) {
+		w->commit = NULL;
+		hubfs_free(cs->branch);
+		hubfs_free(cs->message);
+		hubfs_free(cs);
+		return -EAGAIN;
+	}
+	cs->started = true;
+	return 0;
+}
+
+int fs_commit_sync(struct fs_work *w)
+{
+	struct fs_commit_state *cs = w->commit;
+	uint64_t ticket;
+	int err;
+
+	if (!cs)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	if (!pending(w)) {
+		pthread_mutex_unlock(&w->lock);
+		return 0;
+	}
+	ticket = ++cs->requested;
+	pthread_cond_broadcast(&w->cond);
+	while (cs->completed < ticket && !cs->stopped)
+		pthread_cond_wait(&w->cond, &w->lock);
+	err = cs->completed >= ticket ? cs->result : -EIO;
+	pthread_mutex_unlock(&w->lock);
+	return err;
+}
+
+void fs_commit_writers(struct fs_work *w, int delta)
+{
+	if (!w->commit)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->commit->writers += (unsigned int)delta;
+	pthread_mutex_unlock(&w->lock);
+}
+
+int fs_commit_stop(struct fs_work *w)
+{
+	struct fs_commit_state *cs = w->commit;
+	int left;
+
+	if (!cs)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	cs->stop = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (cs->started)
+		pthread_join(cs->thread, NULL);
+	pthread_mutex_lock(&w->lock);
+	left = pending(w);
+	pthread_mutex_unlock(&w->lock);
+	if (left)
+		hlog(LOG_WARNING, "%s: changes to %s are not committed yet; they "
+		     "stay staged and are committed at the next writable "
+		     "mount of the branch", w->label, cs->branch);
+	w->commit = NULL;
+	hubfs_free(cs->branch);
+	hubfs_free(cs->message);
+	hubfs_free(cs);
+	return left ? -EIO : 0;
+}

@@ -1,0 +1,85 @@
+/*
+ * The working tree's private types, shared by work.c (the tree and the
+ * local bytes) and commit.c (turning its changes into Hub commits).
+ */
+#ifndef HUBFS_WORK_INT_H
+#define HUBFS_WORK_INT_H
+
+#include <pthread.h>
+
+#include "fs_int.h"
+#include "hubfs/journal.h"
+
+#define WBS HUBFS_CACHE_BLOCK_SIZE
+
+/*
+ * A file's local bytes: the staged file cache_dir/staging/.../NAME, of
+ * the file's current size.  A block below base_len whose filled bit is
+ * clear has never been written here and still reads from base; every
+ * other byte reads from the staged file.
+ */
+struct fs_stage {
+	char name[33];
+	int fd;
+	uint64_t size;			/* work lock */
+	struct fs_content base;		/* work lock */
+	uint64_t base_len;		/* work lock */
+	uint8_t *filled;		/* work lock */
+	uint32_t filled_len;		/* work lock: bytes of filled */
+	unsigned int busy;		/* work lock: commits reading it */
+	unsigned int refs;		/* work lock */
+	bool orphan;			/* work lock: no journal row names it */
+	/* Serialises the writers of one file (fill, write, truncate), so a
+	 * block being filled from its base never overwrites new bytes. */
+	pthread_mutex_t io;
+};
+
+struct fs_commit_state;
+
+struct fs_work {
+	pthread_mutex_t lock;
+	/* Signalled (under lock) when a stage stops being busy, and when a
+	 * commit finishes. */
+	pthread_cond_t cond;
+	struct hubfs_journal *journal;	/* lock */
+	struct fs_reader *reader;
+	const char *label;
+	int (*load_tree)(void *arg, const char *commit, struct fs_tree **out);
+	void *arg;
+	struct fs_tree *base;		/* lock: the commit changes apply to */
+	struct fs_wnode *root;		/* lock */
+	uint64_t changes;		/* lock: count of changes ever made */
+	bool attempting;		/* lock: a commit is being sent */
+	struct fs_commit_state *commit;	/* commit.c's state */
+};
+
+/* The path of @n from the root (malloc'ed), NULL without memory. */
+char *fs_wnode_path(const struct fs_wnode *n);
+
+/* Drop a reference to a stage (work lock held). */
+void fs_stage_put(struct fs_work *w, struct fs_stage *st);
+
+/*
+ * Fill every block of @st still read from its base, so that the staged
+ * file holds the whole content.  Called without the work lock.
+ */
+int fs_stage_fill_all(struct fs_work *w, struct fs_stage *st);
+
+/*
+ * Make the working tree match @tree (a new base) everywhere it has no
+ * change of its own.  Work lock held.
+ */
+void fs_work_sync(struct fs_work *w, struct fs_tree *tree);
+
+/*
+ * A commit with the content of stage @st at @path landed: unless the
+ * file changed since, it is clean and reads from the new base (the block
+ * cache) from now on.  Work lock held; call before fs_work_sync().
+ */
+void fs_work_committed(struct fs_work *w, const char *path,
+		       struct fs_stage *st);
+
+/* The wnode at @path, or NULL (work lock held; materializes as needed). */
+struct fs_wnode *fs_work_find(struct fs_work *w, const char *path);
+
+#endif /* HUBFS_WORK_INT_H */
