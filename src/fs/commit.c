@@ -132,40 +132,8 @@ static int read_stage(void *arg, uint64_t off, void *buf, size_t len)
 static int read_ref(void *arg, uint64_t off, void *buf, size_t len)
 {
 	struct snap_file *sf = arg;
-	struct fs_object *obj;
-	size_t got = 0;
-	int err, fd;
 
-	err = fs_reader_open(&obj, sf->w->reader, sf->ref.tree, sf->ref.node);
-	if (err)
-		return err;
-	while (got < len && !err) {
-		size_t n;
-
-		err = fs_reader_prepare(obj, off + got, len - got, &fd, &n);
-		if (err == -ENOSPC) {
-			ssize_t r = fs_reader_read_direct(obj, (char *)buf + got,
-							  len - got, off + got);
-
-			err = r > 0 ? 0 : r < 0 ? (int)r : -EIO;
-			if (r > 0)
-				got += (size_t)r;
-			continue;
-		}
-		if (!err && n == 0)
-			err = -EIO;
-		if (!err) {
-			ssize_t r = pread(fd, (char *)buf + got, n,
-					  (off_t)(off + got));
-
-			if (r <= 0)
-				err = -EIO;
-			else
-				got += (size_t)r;
-		}
-	}
-	fs_object_put(obj);
-	return err;
+	return fs_work_read_content(sf->w, &sf->ref, buf, len, off);
 }
 
 static void snapshot_free(struct fs_work *w, struct snapshot *s)

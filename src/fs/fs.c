@@ -1706,13 +1706,11 @@ static void reply_change_err(fuse_req_t req, struct hubfs_fs *fs,
 	fuse_reply_err(req, -err);
 }
 
+/* No name check for .revisions: lookup always finds it at the root, so
+ * the kernel refuses to make it before asking (EEXIST, EISDIR). */
 static int check_name(struct hubfs_fs *fs, struct fs_inode *dir,
 		      const char *name)
 {
-	if (dir->ino == FUSE_ROOT_ID && strcmp(name, REVS_NAME) == 0) {
-		hubfs_err_set("%s is reserved for the revisions", REVS_NAME);
-		return -EPERM;
-	}
 	return fs_work_name_ok(fs->work, dir->w, name);
 }
 
@@ -1768,12 +1766,26 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fuse_reply_create(req, &e, fi);
 }
 
+/* Reply with the entry of a node just made (the reference passes on). */
+static void reply_new_entry(fuse_req_t req, struct hubfs_fs *fs,
+			    struct fs_wnode *n)
+{
+	struct fuse_entry_param e;
+	struct fs_inode *in = inode_for_wnode(fs, n);
+
+	if (!in) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fill_entry(fs, in, &e);
+	fuse_reply_entry(req, &e);
+}
+
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode, dev_t rdev)
 {
 	struct hubfs_fs *fs = req_fs(req);
-	struct fuse_entry_param e;
-	struct fs_inode *dir, *in;
+	struct fs_inode *dir;
 	struct fs_wnode *n;
 	int err;
 
@@ -1794,21 +1806,14 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_change_err(req, fs, "mknod", name, err);
 		return;
 	}
-	in = inode_for_wnode(fs, n);
-	if (!in) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	fill_entry(fs, in, &e);
-	fuse_reply_entry(req, &e);
+	reply_new_entry(req, fs, n);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
 	struct hubfs_fs *fs = req_fs(req);
-	struct fuse_entry_param e;
-	struct fs_inode *dir, *in;
+	struct fs_inode *dir;
 	struct fs_wnode *n;
 	int err;
 
@@ -1823,13 +1828,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_change_err(req, fs, "mkdir", name, err);
 		return;
 	}
-	in = inode_for_wnode(fs, n);
-	if (!in) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	fill_entry(fs, in, &e);
-	fuse_reply_entry(req, &e);
+	reply_new_entry(req, fs, n);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)

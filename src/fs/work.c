@@ -436,12 +436,9 @@ static void stage_wait_idle(struct fs_work *w, struct fs_stage *st)
 		pthread_cond_wait(&w->cond, &w->lock);
 }
 
-/*
- * Read bytes of @st's base into @buf: [@off, @off + @len), all below
- * base_len.  No lock held.
- */
-static int base_read(struct fs_work *w, const struct fs_content *base,
-		     void *buf, size_t len, uint64_t off)
+/* Read bytes [@off, @off + @len) of committed content.  No lock held. */
+int fs_work_read_content(struct fs_work *w, const struct fs_content *base,
+			 void *buf, size_t len, uint64_t off)
 {
 	struct fs_object *obj;
 	size_t got = 0;
@@ -507,7 +504,7 @@ static int stage_fill(struct fs_work *w, struct fs_stage *st, uint64_t idx)
 	pthread_mutex_unlock(&w->lock);
 
 	buf = hubfs_malloc(len);
-	err = buf ? base_read(w, &base, buf, len, off) : -ENOMEM;
+	err = buf ? fs_work_read_content(w, &base, buf, len, off) : -ENOMEM;
 	if (!err && pwrite(st->fd, buf, len, (off_t)off) != (ssize_t)len) {
 		err = errno ? -errno : -EIO;
 		hubfs_err_set("cannot write a staged file: %s", strerror(-err));
@@ -1041,7 +1038,7 @@ ssize_t fs_work_read(struct fs_work *w, struct fs_wnode *n, void *buf,
 				done += (size_t)r;
 			}
 		} else {
-			err = base_read(w, &base, (char *)buf + done, len, pos);
+			err = fs_work_read_content(w, &base, (char *)buf + done, len, pos);
 			if (!err)
 				done += len;
 		}
@@ -1074,10 +1071,33 @@ static int stage_for_write(struct fs_work *w, struct fs_wnode *n,
 	return err;
 }
 
-/* Whether @st is still @n's and idle: work lock held. */
-static bool stage_still(struct fs_wnode *n, struct fs_stage *st)
+/*
+ * @n's stage, referenced, with its io lock and the work lock held, once
+ * no commit reads it.
+ */
+static int stage_lock(struct fs_work *w, struct fs_wnode *n,
+		      struct fs_stage **out)
 {
-	return n->stage == st && !st->busy;
+	struct fs_stage *st;
+	int err;
+
+	for (;;) {
+		err = stage_for_write(w, n, &st);
+		if (err)
+			return err;
+		pthread_mutex_lock(&st->io);
+		pthread_mutex_lock(&w->lock);
+		if (n->stage == st && !st->busy)
+			break;
+		/* A commit started, or the stage changed: start over. */
+		pthread_mutex_unlock(&w->lock);
+		pthread_mutex_unlock(&st->io);
+		pthread_mutex_lock(&w->lock);
+		fs_stage_put(w, st);
+		pthread_mutex_unlock(&w->lock);
+	}
+	*out = st;
+	return 0;
 }
 
 ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
@@ -1093,21 +1113,9 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 		return 0;
 	if (end > HUBFS_SIZE_MAX || end < off)
 		return -EFBIG;
-	for (;;) {
-		err = stage_for_write(w, n, &st);
-		if (err)
-			return err;
-		pthread_mutex_lock(&st->io);
-		pthread_mutex_lock(&w->lock);
-		if (stage_still(n, st))
-			break;
-		/* A commit started, or the stage changed: start over. */
-		pthread_mutex_unlock(&w->lock);
-		pthread_mutex_unlock(&st->io);
-		pthread_mutex_lock(&w->lock);
-		fs_stage_put(w, st);
-		pthread_mutex_unlock(&w->lock);
-	}
+	err = stage_lock(w, n, &st);
+	if (err)
+		return err;
 	/* Partly written blocks keep the rest of their base bytes. */
 	first = off / WBS;
 	last = (end - 1) / WBS;
@@ -1160,20 +1168,9 @@ int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
 
 	if (size > HUBFS_SIZE_MAX)
 		return -EFBIG;
-	for (;;) {
-		err = stage_for_write(w, n, &st);
-		if (err)
-			return err;
-		pthread_mutex_lock(&st->io);
-		pthread_mutex_lock(&w->lock);
-		if (stage_still(n, st))
-			break;
-		pthread_mutex_unlock(&w->lock);
-		pthread_mutex_unlock(&st->io);
-		pthread_mutex_lock(&w->lock);
-		fs_stage_put(w, st);
-		pthread_mutex_unlock(&w->lock);
-	}
+	err = stage_lock(w, n, &st);
+	if (err)
+		return err;
 	pthread_mutex_unlock(&w->lock);
 	/* The bytes a cut block keeps must be local before the cut. */
 	err = size % WBS ? stage_fill(w, st, size / WBS) : 0;

@@ -53,6 +53,13 @@ struct fs_work {
 	struct fs_commit_state *commit;	/* commit.c's state */
 };
 
+/*
+ * Read bytes [@off, @off + @len) of committed content @base through the
+ * block cache, all of them or -errno.  No lock held.
+ */
+int fs_work_read_content(struct fs_work *w, const struct fs_content *base,
+			 void *buf, size_t len, uint64_t off);
+
 /* The path of @n from the root (malloc'ed), NULL without memory. */
 char *fs_wnode_path(const struct fs_wnode *n);
 

@@ -256,7 +256,10 @@ def test_refused_names_and_operations(hub, repo, mount_factory):
     for fn, want in (
             (lambda: os.mkdir(m.path(".git")), errno.EINVAL),
             (lambda: open(m.path("config.json.d", ".git"), "w"), errno.EINVAL),
-            (lambda: os.mkdir(m.path(".revisions")), errno.EPERM),
+            # .revisions always exists (hidden), so nothing can take it.
+            (lambda: os.mkdir(m.path(".revisions")), errno.EEXIST),
+            (lambda: os.rename(m.path("config.json"), m.path(".revisions")),
+             errno.EISDIR),
             (lambda: os.symlink("config.json", m.path("link")), errno.EPERM),
             (lambda: os.link(m.path("config.json"), m.path("hard")),
              errno.EPERM),
