@@ -31,7 +31,8 @@ if [ "$fuzz_seconds" -gt 0 ]; then
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
 		-DHUBFS_BUILD_FUZZERS=ON -DHUBFS_SANITIZE=address,undefined >/dev/null
 	cmake --build build-fuzz -j"$jobs" --target \
-		config_fuzzer hub_tree_fuzzer hub_json_fuzzer hub_header_fuzzer
+		config_fuzzer hub_tree_fuzzer hub_json_fuzzer hub_header_fuzzer \
+		hub_write_fuzzer
 	for f in build-fuzz/tests/fuzz/*_fuzzer; do
 		name=$(basename "$f" _fuzzer)
 		work=$(mktemp -d)

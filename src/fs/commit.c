@@ -67,6 +67,9 @@ struct fs_commit_state {
 	char *message;			/* summary template, or NULL */
 	unsigned int quiet_ms;
 	unsigned int max_delay_ms;
+	unsigned int refresh_ms;
+	double followed_at;		/* committer thread only */
+	bool follow_failed;		/* committer thread only */
 	pthread_t thread;
 	bool started;
 	bool stop;			/* lock */
@@ -700,6 +703,49 @@ static bool pending(struct fs_work *w)
 	       w->attempting;
 }
 
+/*
+ * Nothing pending: show the branch where it is now, if someone else
+ * moved it.  With changes pending the view moves at their commit
+ * (a rebase), so that what is shown is what is committed.  Called
+ * without the work lock.
+ */
+static void follow(struct fs_work *w)
+{
+	struct fs_commit_state *cs = w->commit;
+	struct hubfs_hub_revision head;
+	struct fs_tree *tree;
+	bool moved;
+	int err;
+
+	err = hubfs_hub_get_revision(cs->hub, cs->branch, &head);
+	if (err) {
+		if (!cs->follow_failed)
+			hlog(LOG_WARNING, "%s: cannot see where %s is now (%s); "
+			     "the mount keeps showing commit %.12s", w->label,
+			     cs->branch, hubfs_err_or(strerror(-err)),
+			     w->base->commit);
+		cs->follow_failed = true;
+		return;
+	}
+	cs->follow_failed = false;
+	pthread_mutex_lock(&w->lock);
+	moved = strcmp(head.commit, w->base->commit) != 0 && !pending(w);
+	pthread_mutex_unlock(&w->lock);
+	if (!moved || w->load_tree(w->arg, head.commit, &tree) != 0)
+		return;
+	pthread_mutex_lock(&w->lock);
+	/* A change made meanwhile is committed onto the base it was made
+	 * on; this poll is skipped. */
+	if (!pending(w) &&
+	    hubfs_journal_set_base(w->journal, head.commit) == 0) {
+		hlog(LOG_NOTICE, "%s: %s moved upstream from %.12s to %.12s",
+		     w->label, cs->branch, w->base->commit, head.commit);
+		fs_work_sync(w, tree);
+	}
+	pthread_mutex_unlock(&w->lock);
+	fs_tree_put(tree);
+}
+
 static void *committer_main(void *arg)
 {
 	struct fs_work *w = arg;
@@ -775,6 +821,15 @@ static void *committer_main(void *arg)
 			pthread_cond_broadcast(&w->cond);
 			continue;
 		}
+		if (cs->refresh_ms && !cs->stop &&
+		    now - cs->followed_at >= cs->refresh_ms &&
+		    cs->pending_since == 0 && !w->attempting) {
+			cs->followed_at = now;
+			pthread_mutex_unlock(&w->lock);
+			follow(w);
+			pthread_mutex_lock(&w->lock);
+			continue;
+		}
 		{
 			struct timespec ts;
 
@@ -805,6 +860,8 @@ int fs_commit_start(struct fs_work *w, const struct fs_commit_opts *o)
 	cs->message = o->message ? hubfs_strdup(o->message) : NULL;
 	cs->quiet_ms = o->quiet_ms;
 	cs->max_delay_ms = o->max_delay_ms;
+	cs->refresh_ms = o->refresh_ms;
+	cs->followed_at = now_ms();
 	if (!cs->branch || (o->message && !cs->message)) {
 		hubfs_free(cs->branch);
 		hubfs_free(cs->message);

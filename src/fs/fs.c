@@ -2358,6 +2358,7 @@ int hubfs_fs_mount(struct hubfs_fs *fs)
 			.message = cfg->commit_message,
 			.quiet_ms = cfg->commit_quiet_ms,
 			.max_delay_ms = cfg->commit_max_delay_ms,
+			.refresh_ms = cfg->refresh * 1000u,
 		};
 
 		err = fs_work_new(&fs->work, fs->work_base, &wo);

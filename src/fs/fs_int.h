@@ -277,6 +277,7 @@ struct fs_commit_opts {
 	const char *message;		/* summary template, or NULL */
 	unsigned int quiet_ms;		/* no change for this long: commit */
 	unsigned int max_delay_ms;	/* pending this long: commit anyway */
+	unsigned int refresh_ms;	/* idle: look for upstream commits; 0 never */
 };
 
 /* Start the committer thread of @w. */

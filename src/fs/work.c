@@ -1480,10 +1480,15 @@ static void sync_dir(struct fs_work *w, struct fs_wnode *d,
 		int cmp = !c ? 1 : !tn ? -1 : strcmp(c->name, tn->name);
 		struct fs_wnode *keep = NULL, *add = NULL;
 
+		/* Only the smaller name is consumed in this step. */
 		if (cmp <= 0)
 			i++;
+		else
+			c = NULL;
 		if (cmp >= 0)
 			j++;
+		else
+			tn = NULL;
 		if (c && c->type == HUBFS_ENTRY_FILE && c->dirty) {
 			char *path = fs_wnode_path(c);
 			bool deleted;
@@ -1496,9 +1501,9 @@ static void sync_dir(struct fs_work *w, struct fs_wnode *d,
 		if (c && has_local(c)) {
 			keep = c;
 			if (c->type == HUBFS_ENTRY_DIR)
-				sync_dir(w, c, t, cmp == 0 &&
+				sync_dir(w, c, t, tn &&
 					 tn->type == HUBFS_ENTRY_DIR ? tn : NULL);
-		} else if (c && cmp == 0 && c->type == tn->type &&
+		} else if (c && tn && c->type == tn->type &&
 			   (c->type == HUBFS_ENTRY_DIR ||
 			    strcmp(fs_node_key(c->base.node ? c->base.node : tn),
 				   fs_node_key(tn)) == 0)) {
@@ -1509,7 +1514,7 @@ static void sync_dir(struct fs_work *w, struct fs_wnode *d,
 				content_set(&c->base, t, tn);
 				c->mtime = t->time;
 			}
-		} else if (tn && (cmp >= 0) && sync_wanted(w, tn)) {
+		} else if (tn && sync_wanted(w, tn)) {
 			add = wnode_from_node(t, tn);
 		}
 		if (c && keep != c) {
