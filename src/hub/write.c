@@ -45,7 +45,10 @@
  * (5xx, 408, 429, resets, timeouts), with its body sent again from the
  * start.  That is safe: preupload, batch and verify ask questions; a PUT
  * of the same bytes to the same content-addressed URL stores the same
- * object; completing an assembled object again changes nothing.  The
+ * object; completing an assembled object again changes nothing.  An
+ * upload server that refuses its signed URL (403: it expired while
+ * earlier objects went up) gets a new batch call, which hands out new
+ * URLs for the objects not up yet, a few times at most.  The
  * commit is the one request that must not happen twice, and parentCommit
  * sees to it: if a first attempt landed but its answer was lost, the
  * retry names a parent that is no longer the head and gets 412, so the
@@ -73,6 +76,7 @@
 #define NDJSON_TYPE "application/x-ndjson"
 #define SEND_MAX (16u << 20)		/* a JSON request body we build */
 #define ND_TEXT_MAX (2u << 20)		/* one NDJSON line but content */
+#define UPLOAD_REBATCH 3		/* new signed URLs after a refusal */
 #define ND_CHUNK (48u * 1024)		/* content encoded at a time; a
 					 * multiple of 3, so only the last
 					 * chunk of a file is padded */
@@ -509,11 +513,16 @@ out:
 	return err;
 }
 
-/* One batch call for @n distinct objects, then their uploads. */
+/*
+ * One batch call for @n distinct objects, then their uploads.  *@refused
+ * is set when an upload server refused its signed URL (it may have
+ * expired while earlier objects went up): a new batch call gives new
+ * URLs.
+ */
 static int lfs_batch(struct hubfs_hub *hub, const char *url,
 		     const char *branch,
 		     const struct hubfs_hub_lfs_object *objs, size_t n,
-		     unsigned int parallel)
+		     unsigned int parallel, bool *refused)
 {
 	struct hubfs_buf send = HUBFS_BUF_INIT(SEND_MAX);
 	struct hubfs_buf answer = HUBFS_BUF_INIT(HUB_LFS_BATCH_MAX);
@@ -540,6 +549,8 @@ static int lfs_batch(struct hubfs_hub *hub, const char *url,
 					       parallel);
 		else
 			err = upload_basic(hub, &objs[i], &acts[i]);
+		if (err == -EACCES)
+			*refused = true;
 		if (!err && acts[i].verify)
 			err = verify(hub, &objs[i], &acts[i]);
 	}
@@ -611,12 +622,19 @@ int hubfs_hub_lfs_upload(struct hubfs_hub *hub, const char *branch,
 		if (err)
 			build_error(err, "LFS batch");
 	}
-	for (size_t off = 0; !err && off < m; off += HUB_WRITE_BATCH) {
+	for (size_t off = 0, rebatch = 0; !err && off < m;) {
 		size_t k = m - off < HUB_WRITE_BATCH ? m - off
 						     : HUB_WRITE_BATCH;
+		bool refused = false;
 
 		err = lfs_batch(hub, hubfs_buf_str(&url), branch, uniq + off, k,
-				parallel);
+				parallel, &refused);
+		if (err == -EACCES && refused && rebatch++ < UPLOAD_REBATCH) {
+			/* The objects already up are not asked for again. */
+			err = 0;
+			continue;
+		}
+		off += k;
 	}
 	hubfs_free(uniq);
 	hubfs_buf_free(&url);

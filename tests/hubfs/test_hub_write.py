@@ -672,6 +672,31 @@ def test_commit_stalled_past_the_timeout_lands_once(hub, w):
     assert_committed(hub, repo, ids[0], {"s.txt": b"stalled\n"})
 
 
+def test_expired_upload_url_gets_a_new_batch(hub, w):
+    """Signed upload URLs live one second; the first PUT is held for
+    longer, so the second object's URL has expired by the time it is
+    used: the upload server refuses it, and a new batch call hands out a
+    fresh one (for that object only) instead of failing the commit."""
+    hub.admin("POST", "/config", {"url_lifetime": 1})
+    try:
+        repo = new_repo(hub)
+        parent = head(hub, repo)
+        want = {"a.bin": os.urandom(200_000), "b.bin": os.urandom(200_000)}
+        hub.admin("POST", "/faults", {"route": "cdn-put", "action": "stall",
+                                      "seconds": 2.5, "times": 1})
+        seq = hub.mark()
+        r = probe(hub.url, repo, *w.args(parent, want.items()))
+        assert r.rc == 0, r
+        assert_committed(hub, repo, r.out.decode().strip(), want)
+        batches = log_of(hub, seq, route="lfs-batch")
+        assert len(batches) == 2
+        assert sorted(e["status"] for e in log_of(hub, seq,
+                                                   route="cdn-put")) \
+            == [200, 200, 403]
+    finally:
+        hub.admin("POST", "/config", {"url_lifetime": 3600})
+
+
 # --- the exact requests, against a scripted Hub ------------------------------
 
 class ScriptedHub:
