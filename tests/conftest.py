@@ -279,6 +279,16 @@ class Mount:
         self.err.close()
         return self.returncode
 
+    def kill(self):
+        """kill -9 the daemon and clear its dead mount."""
+        self.proc.kill()
+        self.returncode = self.proc.wait(30)
+        self.abort_connection()
+        subprocess.run(["fusermount3", "-u", "-z", self.mnt],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = None
+        self.err.close()
+
     def abort_connection(self):
         ctl = "/sys/fs/fuse/connections"
         if not os.path.isdir(os.path.join(ctl, ".")) or not os.listdir(ctl):

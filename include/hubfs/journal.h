@@ -63,6 +63,10 @@ struct hubfs_jchange {
 	const uint8_t *filled;	/* stage: one bit per block written locally */
 	uint32_t filled_len;	/* bytes of @filled */
 	int64_t gen;		/* set by the journal */
+	/* Set by hubfs_journal_set_over(), cleared by hubfs_journal_put():
+	 * the upstream content the owner chose to overwrite at this path
+	 * (its key, "-" for no file), or "". */
+	char over[66];
 };
 
 typedef int (*hubfs_journal_cb)(void *arg, const struct hubfs_jchange *c);
@@ -95,6 +99,10 @@ int hubfs_journal_set_filled(struct hubfs_journal *j, const char *path,
 			     uint64_t base_len, const uint8_t *filled,
 			     uint32_t filled_len);
 
+/* Record @over for the row of @path: -ENOENT when there is none. */
+int hubfs_journal_set_over(struct hubfs_journal *j, const char *path,
+			   const char *over);
+
 /* Remove the row for @path (no error if there is none). */
 int hubfs_journal_remove(struct hubfs_journal *j, const char *path);
 
@@ -123,8 +131,10 @@ int hubfs_journal_stage_open(struct hubfs_journal *j, const char *name,
 void hubfs_journal_stage_unlink(struct hubfs_journal *j, const char *name);
 
 /*
- * Delete staged files that no row of any branch names and that were
- * not created by this handle.  Returns how many were deleted.
+ * Delete the branch's staged files that no row names (left by a crash
+ * between creating a file and recording it).  Call it before this handle
+ * creates any: a file not recorded yet would go too.  Returns how many
+ * were deleted.
  */
 int hubfs_journal_stage_gc(struct hubfs_journal *j);
 

@@ -57,13 +57,14 @@ static const char schema_sql[] =
 	" ref_key TEXT NOT NULL, ref_lfs INTEGER NOT NULL,"
 	" ref_size INTEGER NOT NULL, base_len INTEGER NOT NULL,"
 	" filled BLOB, gen INTEGER NOT NULL,"
+	" over TEXT NOT NULL DEFAULT '',"
 	" PRIMARY KEY (repo, branch, path)) WITHOUT ROWID;"
 	"PRAGMA user_version = 1;";
 
 enum stmt {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_BASE_GET, S_BASE_SET, S_GEN_NEXT,
-	S_PUT, S_FILLED, S_REMOVE, S_GET, S_LIST, S_STAGE_USED,
+	S_PUT, S_FILLED, S_OVER, S_REMOVE, S_GET, S_LIST, S_STAGE_USED,
 	S_GEN_GET, S_ATT_ADD, S_ATT_LIST, S_ATT_DONE, S_ATT_CLEAR, S_ATT_DEL,
 	S_COUNT
 };
@@ -85,15 +86,17 @@ static const char *const stmt_sql[S_COUNT] = {
 		  " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	[S_FILLED] = "UPDATE changes SET base_len = ?4, filled = ?5"
 		     " WHERE repo = ?1 AND branch = ?2 AND path = ?3",
+	[S_OVER] = "UPDATE changes SET over = ?4"
+		   " WHERE repo = ?1 AND branch = ?2 AND path = ?3",
 	[S_REMOVE] = "DELETE FROM changes WHERE repo = ?1 AND branch = ?2"
 		     " AND path = ?3",
 	[S_GET] = "SELECT path, deleted, stage, ref_commit, ref_path,"
-		  " ref_key, ref_lfs, ref_size, base_len, filled, gen"
-		  " FROM changes WHERE repo = ?1 AND branch = ?2"
+		  " ref_key, ref_lfs, ref_size, base_len, filled, gen,"
+		  " over FROM changes WHERE repo = ?1 AND branch = ?2"
 		  " AND path = ?3",
 	[S_LIST] = "SELECT path, deleted, stage, ref_commit, ref_path,"
-		   " ref_key, ref_lfs, ref_size, base_len, filled, gen"
-		   " FROM changes WHERE repo = ?1 AND branch = ?2"
+		   " ref_key, ref_lfs, ref_size, base_len, filled, gen,"
+		   " over FROM changes WHERE repo = ?1 AND branch = ?2"
 		   " ORDER BY path",
 	[S_STAGE_USED] = "SELECT EXISTS (SELECT 1 FROM changes WHERE"
 			 " repo = ?1 AND branch = ?2 AND stage = ?3)",
@@ -448,6 +451,24 @@ int hubfs_journal_set_filled(struct hubfs_journal *j, const char *path,
 	return run(j, st, "recording written blocks");
 }
 
+int hubfs_journal_set_over(struct hubfs_journal *j, const char *path,
+			   const char *over)
+{
+	sqlite3_stmt *st = stmt(j, S_OVER);
+	int err;
+
+	if (st) {
+		sqlite3_bind_text(st, 3, path, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 4, over, -1, SQLITE_TRANSIENT);
+	}
+	err = run(j, st, "recording a resolved conflict");
+	if (!err && sqlite3_changes(j->db) == 0) {
+		hubfs_err_set("%s has no pending change", path);
+		err = -ENOENT;
+	}
+	return err;
+}
+
 int hubfs_journal_remove(struct hubfs_journal *j, const char *path)
 {
 	sqlite3_stmt *st = stmt(j, S_REMOVE);
@@ -482,6 +503,7 @@ static int row_cb(sqlite3_stmt *st, hubfs_journal_cb cb, void *arg)
 	c.filled = sqlite3_column_blob(st, 9);
 	c.filled_len = (uint32_t)sqlite3_column_bytes(st, 9);
 	c.gen = sqlite3_column_int64(st, 10);
+	snprintf(c.over, sizeof(c.over), "%s", col_text(st, 11));
 	return cb(arg, &c);
 }
 

@@ -69,6 +69,7 @@ struct fs_commit_state {
 	unsigned int max_delay_ms;
 	unsigned int refresh_ms;
 	double followed_at;		/* committer thread only */
+	bool follow_now;		/* lock: look at the branch soon */
 	bool follow_failed;		/* committer thread only */
 	pthread_t thread;
 	bool started;
@@ -83,6 +84,9 @@ struct fs_commit_state {
 	double retry_at;		/* lock */
 	unsigned int failures;		/* lock */
 	bool conflict;			/* lock: wait for a change */
+	struct fs_tree *up;		/* lock: the head that conflicted */
+	char **clashes;			/* lock: its paths in conflict */
+	size_t nclashes;		/* lock */
 	unsigned int writers;		/* lock: handles open for writing */
 	uint64_t commits;		/* lock: commits made */
 };
@@ -95,6 +99,27 @@ static double now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
+/* How the journal names the upstream content at @path of @t. */
+static const char *over_key(struct fs_tree *t, const char *path)
+{
+	struct fs_node *n = fs_tree_find(t, path);
+
+	return n && n->type == HUBFS_ENTRY_FILE ? fs_node_key(n) : "-";
+}
+
+static void clashes_clear(struct fs_commit_state *cs)
+{
+	size_t i;
+
+	for (i = 0; i < cs->nclashes; i++)
+		hubfs_free(cs->clashes[i]);
+	hubfs_free(cs->clashes);
+	cs->clashes = NULL;
+	cs->nclashes = 0;
+	fs_tree_put(cs->up);
+	cs->up = NULL;
+}
+
 /* --- the snapshot of one attempt ------------------------------------------- */
 
 struct snap_file {
@@ -103,6 +128,7 @@ struct snap_file {
 	struct fs_stage *stage;		/* a busy reference, or NULL */
 	struct fs_content ref;		/* content without a stage */
 	struct fs_work *w;
+	char over[66];			/* the row's over */
 };
 
 struct snapshot {
@@ -203,6 +229,7 @@ static int snap_row(void *arg, const struct hubfs_jchange *c)
 	s->n++;
 	sf->f.path = sf->path;
 	sf->f.deleted = c->deleted;
+	memcpy(sf->over, c->over, sizeof(sf->over));
 	if (c->deleted)
 		return 0;
 	if (n->stage) {
@@ -417,6 +444,7 @@ static int landed(struct fs_work *w, const struct hubfs_jattempt *a,
 		fs_work_sync(w, tree);
 		w->attempting = false;
 		cs->commits++;
+		clashes_clear(cs);
 	}
 	pthread_mutex_unlock(&w->lock);
 	fs_tree_put(tree);
@@ -480,16 +508,50 @@ static bool differs(struct fs_tree *a, struct fs_tree *b, const char *path)
 	return fx && strcmp(fs_node_key(x), fs_node_key(y)) != 0;
 }
 
+/* Whether committing @sf onto @up would overwrite a change made upstream
+ * since @base. */
+static bool clashes(struct fs_tree *base, struct fs_tree *up,
+		    struct snap_file *sf)
+{
+	char *p = sf->path, *slash;
+	struct fs_node *u;
+	bool clash = differs(base, up, p);
+
+	/* The owner chose to overwrite exactly this upstream content. */
+	if (clash && sf->over[0] && strcmp(sf->over, over_key(up, p)) == 0)
+		clash = false;
+	if (clash && sf->f.deleted && !fs_tree_find(up, p))
+		clash = false;	/* deleted upstream too */
+	/* A file upstream where a directory above this path is. */
+	for (slash = strchr(p, '/'); !clash && slash;
+	     slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		clash = differs(base, up, p);
+		*slash = '/';
+	}
+	/* A directory upstream where a file is to go. */
+	u = fs_tree_find(up, p);
+	if (!clash && !sf->f.deleted && u && u->type == HUBFS_ENTRY_DIR) {
+		struct fs_node *b = fs_tree_find(base, p);
+
+		clash = !(b && b->type == HUBFS_ENTRY_DIR);
+	}
+	return clash;
+}
+
 /*
  * The branch moved from our base to @head.  Rebase when no path being
- * committed (nor a directory above one) changed upstream; else report
- * the conflict.
+ * committed (nor a directory above one) changed upstream; else it is a
+ * conflict: remember its paths for fs_commit_pending() and
+ * fs_commit_resolve().
  */
 static int rebase(struct fs_work *w, struct snapshot *s, const char *head)
 {
+	struct fs_commit_state *cs = w->commit;
 	struct fs_tree *base, *up;
-	size_t i;
-	int err;
+	char **list = NULL;
+	size_t i, n = 0;
+	int err = 0;
 
 	err = w->load_tree(w->arg, head, &up);
 	if (err)
@@ -499,48 +561,48 @@ static int rebase(struct fs_work *w, struct snapshot *s, const char *head)
 	fs_tree_get(base);
 	pthread_mutex_unlock(&w->lock);
 	for (i = 0; i < s->n; i++) {
-		char *p = s->v[i].path, *slash;
-		bool clash = differs(base, up, p);
+		char **l;
 
-		for (slash = strchr(p, '/'); !clash && slash;
-		     slash = strchr(slash + 1, '/')) {
-			*slash = '\0';
-			clash = differs(base, up, p);
-			*slash = '/';
+		if (!clashes(base, up, &s->v[i]))
+			continue;
+		if (n == 0)
+			hubfs_err_set("conflict on %s with commit %.12s",
+				      s->v[i].path, head);
+		hlog(LOG_ERR, "%s: cannot commit to %s: %s was changed "
+		     "upstream (the branch is now at %.12s); the local change "
+		     "stays staged and shown in the mount", w->label,
+		     cs->branch, s->v[i].path, head);
+		l = hubfs_realloc(list, (n + 1) * sizeof(*list));
+		if (!l || !(l[n] = hubfs_strdup(s->v[i].path))) {
+			list = l ? l : list;
+			err = -ENOMEM;
+			break;
 		}
-		if (clash && s->v[i].f.deleted &&
-		    !fs_tree_find(up, p))
-			clash = false;	/* deleted upstream too */
-		if (!clash) {
-			struct fs_node *u = fs_tree_find(up, p);
-
-			/* A directory upstream where a file is to go. */
-			clash = !s->v[i].f.deleted && u &&
-				u->type == HUBFS_ENTRY_DIR &&
-				!(fs_tree_find(base, p) &&
-				  fs_tree_find(base, p)->type ==
-					  HUBFS_ENTRY_DIR);
-		}
-		if (clash) {
-			hlog(LOG_ERR, "%s: cannot commit to %s: %s was changed "
-			     "upstream (the branch is now at %.12s); the local "
-			     "changes stay staged and shown in the mount",
-			     w->label, w->commit->branch, p, head);
-			hubfs_err_set("conflict on %s with commit %.12s", p, head);
-			fs_tree_put(base);
-			fs_tree_put(up);
-			return -ESTALE;
-		}
+		list = l;
+		n++;
 	}
 	pthread_mutex_lock(&w->lock);
-	err = hubfs_journal_set_base(w->journal, head);
-	if (!err)
-		fs_work_sync(w, up);
+	clashes_clear(cs);
+	if (n > 0) {
+		cs->clashes = list;
+		cs->nclashes = n;
+		cs->up = up;
+		fs_tree_get(up);
+		list = NULL;
+		err = -ESTALE;
+	} else if (!err) {
+		err = hubfs_journal_set_base(w->journal, head);
+		if (!err)
+			fs_work_sync(w, up);
+	}
 	pthread_mutex_unlock(&w->lock);
 	if (!err)
 		hlog(LOG_NOTICE, "%s: %s moved upstream to %.12s, touching none "
 		     "of the files being committed: rebased", w->label,
-		     w->commit->branch, head);
+		     cs->branch, head);
+	for (i = 0; list && i < n; i++)
+		hubfs_free(list[i]);
+	hubfs_free(list);
 	fs_tree_put(base);
 	fs_tree_put(up);
 	return err;
@@ -641,11 +703,14 @@ static int attempt(struct fs_work *w, bool *rebased)
 		goto out_free;
 	}
 	if (err == -ESTALE) {
+		struct hubfs_jattempt other;
 		bool moved;
 
 		/* This attempt did not land; an earlier one may have. */
 		pthread_mutex_lock(&w->lock);
 		hubfs_journal_attempt_remove(w->journal, a.marker);
+		w->attempting = hubfs_journal_attempt_list(w->journal, &other,
+							   1) > 0;
 		pthread_mutex_unlock(&w->lock);
 		err = settle(w);
 		if (!err)
@@ -676,20 +741,6 @@ out_free:
 	return err;
 }
 
-/* A round: settle, then attempt (rebasing a few times if need be). */
-static int round_run(struct fs_work *w)
-{
-	bool rebased = true;
-	int tries, err = 0;
-
-	err = settle(w);
-	for (tries = 0; !err && rebased && tries < ROUND_TRIES; tries++)
-		err = attempt(w, &rebased);
-	return err;
-}
-
-/* --- the committer thread ------------------------------------------------------ */
-
 /* Whether the journal holds any change (work lock held). */
 static int count_cb(void *arg, const struct hubfs_jchange *c)
 {
@@ -702,6 +753,36 @@ static bool pending(struct fs_work *w)
 	return hubfs_journal_list(w->journal, count_cb, NULL) == 1 ||
 	       w->attempting;
 }
+
+/* A round: settle, then attempt (rebasing a few times if need be). */
+static int round_run(struct fs_work *w)
+{
+	bool rebased = true;
+	int tries, err = 0;
+
+	err = settle(w);
+	for (tries = 0; !err && rebased && tries < ROUND_TRIES; tries++)
+		err = attempt(w, &rebased);
+	if (err && outcome_unknown(err)) {
+		bool unknown;
+
+		pthread_mutex_lock(&w->lock);
+		unknown = w->attempting;
+		pthread_mutex_unlock(&w->lock);
+		/* The answer was lost, yet the commit may have landed: the
+		 * history says, and then the round succeeded. */
+		if (unknown && settle(w) == 0) {
+			pthread_mutex_lock(&w->lock);
+			if (!pending(w))
+				err = 0;
+			pthread_mutex_unlock(&w->lock);
+		}
+	}
+	return err;
+}
+
+/* --- the committer thread ------------------------------------------------------ */
+
 
 /*
  * Nothing pending: show the branch where it is now, if someone else
@@ -763,7 +844,11 @@ static void *committer_main(void *arg)
 			cs->seen = w->changes;
 			cs->quiet_since = now;
 			cs->conflict = false;
-			if (cs->pending_since == 0)
+			/* Some changes leave nothing to commit (a new file
+			 * removed again, a dropped conflict). */
+			if (!pending(w))
+				cs->pending_since = 0;
+			else if (cs->pending_since == 0)
 				cs->pending_since = now;
 		}
 		if (!want && cs->pending_since > 0 && !cs->conflict &&
@@ -821,10 +906,12 @@ static void *committer_main(void *arg)
 			pthread_cond_broadcast(&w->cond);
 			continue;
 		}
-		if (cs->refresh_ms && !cs->stop &&
-		    now - cs->followed_at >= cs->refresh_ms &&
-		    cs->pending_since == 0 && !w->attempting) {
+		if (!cs->stop && cs->pending_since == 0 && !w->attempting &&
+		    (cs->follow_now || (cs->refresh_ms &&
+					now - cs->followed_at >=
+						cs->refresh_ms))) {
 			cs->followed_at = now;
+			cs->follow_now = false;
 			pthread_mutex_unlock(&w->lock);
 			follow(w);
 			pthread_mutex_lock(&w->lock);
@@ -940,8 +1027,98 @@ int fs_commit_stop(struct fs_work *w)
 		     "stay staged and are committed at the next writable "
 		     "mount of the branch", w->label, cs->branch);
 	w->commit = NULL;
+	pthread_mutex_lock(&w->lock);
+	clashes_clear(cs);
+	pthread_mutex_unlock(&w->lock);
 	hubfs_free(cs->branch);
 	hubfs_free(cs->message);
 	hubfs_free(cs);
 	return left ? -EIO : 0;
+}
+
+struct pending_list {
+	struct fs_commit_state *cs;
+	struct hubfs_buf *out;
+	int err;
+};
+
+static int pending_line(void *arg, const struct hubfs_jchange *c)
+{
+	struct pending_list *pl = arg;
+	const char *state = c->deleted ? "deleted" : "modified";
+	size_t i;
+
+	for (i = 0; pl->cs && i < pl->cs->nclashes; i++)
+		if (strcmp(pl->cs->clashes[i], c->path) == 0)
+			state = "conflict";
+	if (!pl->err)
+		pl->err = hubfs_buf_printf(pl->out, "%s %s\n", state, c->path);
+	return 0;
+}
+
+int fs_commit_pending(struct fs_work *w, struct hubfs_buf *out)
+{
+	struct fs_commit_state *cs = w->commit;
+	struct pending_list pl = { .cs = cs, .out = out };
+	int n;
+
+	pthread_mutex_lock(&w->lock);
+	n = hubfs_journal_list(w->journal, pending_line, &pl);
+	pthread_mutex_unlock(&w->lock);
+	return n < 0 ? n : pl.err;
+}
+
+int fs_commit_resolve(struct fs_work *w, struct fs_wnode *n, bool ours)
+{
+	struct fs_commit_state *cs = w->commit;
+	size_t i = 0, done = 0;
+	char *path;
+	int err = 0;
+
+	if (!cs)
+		return -EROFS;
+	pthread_mutex_lock(&w->lock);
+	path = fs_wnode_path(n);
+	if (!path) {
+		pthread_mutex_unlock(&w->lock);
+		return -ENOMEM;
+	}
+	if (n != w->root && !*path) {
+		hubfs_err_set("%s was removed", n->name);
+		err = -ENOENT;
+	}
+	while (!err && i < cs->nclashes) {
+		char *p = cs->clashes[i];
+
+		if (*path && strcmp(p, path) != 0) {
+			i++;
+			continue;
+		}
+		err = ours ? hubfs_journal_set_over(w->journal, p,
+						    over_key(cs->up, p))
+			   : fs_work_discard(w, p);
+		if (err)
+			break;
+		hlog(LOG_NOTICE, "%s: conflict on %s resolved: %s", w->label, p,
+		     ours ? "the local content is committed over the "
+			    "upstream change"
+			  : "the local change is dropped");
+		hubfs_free(p);
+		cs->clashes[i] = cs->clashes[--cs->nclashes];
+		done++;
+	}
+	if (done) {
+		/* A change: the committer tries again after the quiet
+		 * period, or looks at the branch if nothing is left. */
+		w->changes++;
+		cs->follow_now = true;
+		pthread_cond_broadcast(&w->cond);
+	} else if (!err) {
+		hubfs_err_set("no conflict to resolve at %s",
+			      *path ? path : "the mount");
+		err = -EINVAL;
+	}
+	pthread_mutex_unlock(&w->lock);
+	hubfs_free(path);
+	return err;
 }

@@ -50,6 +50,7 @@
 
 #include "fs_int.h"
 #include "hubfs/journal.h"
+#include "hubfs/buf.h"
 #include "hubfs/err.h"
 #include "hubfs/fs.h"
 #include "hubfs/log.h"
@@ -1541,6 +1542,30 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 #define XATTR_COMMIT "user.hubfs.commit"
 #define XATTR_OID "user.hubfs.oid"
 #define XATTR_SHA256 "user.hubfs.sha256"
+#define XATTR_PENDING "user.hubfs.pending"	/* the writable root */
+#define XATTR_RESOLVE "user.hubfs.resolve"	/* set only */
+#define XATTR_VALUE_MAX 65536			/* the kernel's limit */
+
+/* The pending changes, for getxattr on the writable root. */
+static void reply_pending(fuse_req_t req, struct hubfs_fs *fs, size_t size)
+{
+	struct hubfs_buf b = HUBFS_BUF_INIT(XATTR_VALUE_MAX);
+	int err;
+
+	hubfs_err_clear();
+	err = fs_commit_pending(fs->work, &b);
+	if (err == -EFBIG || err == -ENOSPC)
+		err = -E2BIG;	/* over the xattr size limit */
+	if (err)
+		fuse_reply_err(req, -err);
+	else if (size == 0)
+		fuse_reply_xattr(req, b.len);
+	else if (size < b.len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, b.data, b.len);
+	hubfs_buf_free(&b);
+}
 
 static int xattr_node(const struct fs_node *node, const char *name,
 		      char *buf, size_t n)
@@ -1606,6 +1631,11 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	if (in == &fs->root_inode && in->kind == K_WNODE &&
+	    strcmp(name, XATTR_PENDING) == 0) {
+		reply_pending(req, fs, size);
+		return;
+	}
 	tree = xattr_tree(fs, in);
 	len = xattr_value(fs, in, tree, name, value, sizeof(value));
 	fs_tree_put(tree);
@@ -1642,12 +1672,53 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		used += strlen(names[i]) + 1;
 	}
 	fs_tree_put(tree);
+	if (in == &fs->root_inode && in->kind == K_WNODE) {
+		memcpy(list + used, XATTR_PENDING, sizeof(XATTR_PENDING));
+		used += sizeof(XATTR_PENDING);
+	}
 	if (size == 0)
 		fuse_reply_xattr(req, used);
 	else if (size < used)
 		fuse_reply_err(req, ERANGE);
 	else
 		fuse_reply_buf(req, list, used);
+}
+
+/* user.hubfs.resolve = "ours" | "theirs": settle a conflict. */
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct hubfs_fs *fs = req_fs(req);
+	struct fs_inode *in = inode_get(fs, ino);
+	bool ours = size == 4 && memcmp(value, "ours", 4) == 0;
+	int err;
+
+	(void)flags;
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (strcmp(name, XATTR_RESOLVE) != 0) {
+		fuse_reply_err(req, strncmp(name, "user.hubfs.", 11) == 0
+					    ? EPERM : ENOTSUP);
+		return;
+	}
+	if (in->kind != K_WNODE) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (!ours && !(size == 6 && memcmp(value, "theirs", 6) == 0)) {
+		hlog(LOG_ERR, "%s: %s takes \"ours\" or \"theirs\"",
+		     fs->repo_label, XATTR_RESOLVE);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	hubfs_err_clear();
+	err = fs_commit_resolve(fs->work, in->w, ours);
+	if (err)
+		hlog(LOG_ERR, "%s: cannot resolve: %s", fs->repo_label,
+		     hubfs_err_or(strerror(-err)));
+	fuse_reply_err(req, -err);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -2078,6 +2149,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.read = op_read,
 	.release = op_release,
 	.getxattr = op_getxattr,
+	.setxattr = op_setxattr,
 	.listxattr = op_listxattr,
 	.statfs = op_statfs,
 	.create = op_create,

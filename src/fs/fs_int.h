@@ -13,6 +13,8 @@
 #include "hubfs/cache.h"
 #include "hubfs/hub.h"
 
+struct hubfs_buf;
+
 /* --- tree.c: the immutable tree of one commit ------------------------- */
 
 struct fs_node {
@@ -298,5 +300,18 @@ void fs_commit_writers(struct fs_work *w, int delta);
  * changes are left staged.
  */
 int fs_commit_stop(struct fs_work *w);
+
+/*
+ * The pending changes, one line each: "modified PATH", "deleted PATH"
+ * or "conflict PATH" (the last commit failed on it: changed upstream).
+ */
+int fs_commit_pending(struct fs_work *w, struct hubfs_buf *out);
+
+/*
+ * Resolve the conflict at file @n (the root: every conflict): @ours
+ * commits the local content over the upstream change, else the local
+ * change is dropped.  -EINVAL when there is no conflict there.
+ */
+int fs_commit_resolve(struct fs_work *w, struct fs_wnode *n, bool ours);
 
 #endif /* HUBFS_FS_INT_H */

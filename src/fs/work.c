@@ -1559,6 +1559,27 @@ void fs_work_committed(struct fs_work *w, const char *path,
 	content_set(&n->base, NULL, NULL);
 }
 
+int fs_work_discard(struct fs_work *w, const char *path)
+{
+	struct fs_wnode *n;
+	int err = hubfs_journal_remove(w->journal, path);
+
+	if (err)
+		return err;
+	n = fs_work_find(w, path);
+	if (n && n->type == HUBFS_ENTRY_FILE && n->dirty && n->parent) {
+		/* A new node (and inode) shows the base content: the
+		 * kernel's pages of the old one stay with the old one. */
+		kid_remove(n);
+		n->dirty = false;
+		if (n->stage)
+			n->stage->orphan = true;
+		wnode_put_locked(w, n);
+	}
+	fs_work_sync(w, w->base);
+	return 0;
+}
+
 struct fs_tree *fs_work_base(struct fs_work *w)
 {
 	struct fs_tree *t;

@@ -86,6 +86,12 @@ void fs_work_sync(struct fs_work *w, struct fs_tree *tree);
 void fs_work_committed(struct fs_work *w, const char *path,
 		       struct fs_stage *st);
 
+/*
+ * Forget the change at @path: the file shows its base content again (or
+ * is gone, if the base has none).  Work lock held.
+ */
+int fs_work_discard(struct fs_work *w, const char *path);
+
 /* The wnode at @path, or NULL (work lock held; materializes as needed). */
 struct fs_wnode *fs_work_find(struct fs_work *w, const char *path);
 

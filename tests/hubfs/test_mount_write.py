@@ -5,76 +5,20 @@ the branch as the oracle."""
 import errno
 import json
 import os
-import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import READ, WRITE, Git
+from conftest import READ, WRITE
+from writeutil import (SHARD1, clone, commits, fsync, git, head, js_commit,
+                       js_show, read, repo, sha256, wait_for, write)
 
-SHARD1 = "model-00001-of-00002.safetensors"
-
-
-@pytest.fixture
-def repo(hub, request):
-    """A fresh model repo per test, seeded with a model."""
-    name = "tester/w-" + request.node.name.replace("_", "-")[:60]
-    hub.seed("seed-model", name, "--shards", "2", "--shard-size", "3MiB",
-             "--no-history")
-    return name
-
-
-@pytest.fixture
-def git(tmp_path):
-    g = Git(str(tmp_path / "githome"))
-    g.run("lfs", "install", "--skip-repo")
-    return g
-
-
-def head(hub, repo):
-    return hub.get("/api/models/%s/revision/main" % repo).json()["sha"]
-
-
-def commits(hub, repo):
-    return hub.get("/api/models/%s/commits/main" % repo).json()
-
-
-def clone(git, hub, repo, dest):
-    git.run("clone", "-q", hub.url + "/" + repo, dest)
-    git.run("lfs", "pull", cwd=dest)
-    return dest
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def write(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def wait_for(cond, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
+assert git and repo	# fixtures, used by name
 
 
 def test_write_and_fsync_make_a_commit(hub, repo, mount_factory, git,
-                                       tmp_path):
+                                       tmp_path, js_client_dir):
     m = mount_factory(hub, repo, token=WRITE)
     before = head(hub, repo)
     big = os.urandom(3 * 1024 * 1024 + 17)
@@ -102,6 +46,13 @@ def test_write_and_fsync_make_a_commit(hub, repo, mount_factory, git,
     assert ptr.startswith(b"version https://git-lfs")
     assert git.out("show", "HEAD:checkpoints/step-1/meta.json", cwd=d) == \
         b'{"step": 1}\n'
+    # The official client sees the same commit and bytes.
+    shown = js_show(js_client_dir, hub, repo)
+    assert [c["id"] for c in shown["commits"][:2]] == [now, before]
+    assert shown["files"]["checkpoints/step-1/weights.bin"] == {
+        "size": len(big), "sha256": sha256(big), "lfs": True}
+    assert shown["files"]["checkpoints/step-1/meta.json"] == {
+        "size": 12, "sha256": sha256(b'{"step": 1}\n'), "lfs": False}
 
 
 def test_read_your_writes_without_a_download(hub, repo, mount_factory):
@@ -210,12 +161,7 @@ def test_kill_before_commit_is_finished_at_remount(hub, repo, mount_factory,
     n0 = len(commits(hub, repo))
     write(m.path("a.bin"), data)
     write(m.path("b.txt"), b"b\n")
-    os.kill(m.proc.pid, signal.SIGKILL)
-    m.proc.wait()
-    m.abort_connection()
-    subprocess.run(["fusermount3", "-u", "-z", m.mnt])
-    m.proc = None
-    m.err.close()
+    m.kill()
     assert len(commits(hub, repo)) == n0
     m2 = mount_factory(hub, repo, token=WRITE, cache_dir=cache)
     assert read(m2.path("a.bin")) == data
@@ -271,35 +217,73 @@ def test_refused_names_and_operations(hub, repo, mount_factory):
     os.utime(m.path("config.json"), (0, 0))      # accepted, not kept
 
 
-def test_conflicts(hub, repo, mount_factory, tmp_path):
+def pending(m):
+    return os.getxattr(m.mnt, "user.hubfs.pending").decode().splitlines()
+
+
+def test_conflicts_and_their_recovery(hub, repo, mount_factory, tmp_path,
+                                      js_client_dir):
+    """Another writer (the official JS client) commits between the mount's
+    view and its fsync: on other paths the commit is rebased; on the same
+    path fsync fails with ESTALE, nothing is lost, and the owner resolves
+    it either way through user.hubfs.resolve."""
     m = mount_factory(hub, repo, "commit_delay=600000", token=WRITE)
     base = head(hub, repo)
 
-    def upstream(path, content):
-        body = "\n".join(json.dumps(x) for x in (
-            {"key": "header", "value": {"summary": "upstream " + path,
-                                        "parentCommit": head(hub, repo)}},
-            {"key": "file", "value": {"path": path, "content": content,
-                                      "encoding": "utf-8"}})).encode()
-        r = hub.request("POST", "/api/models/%s/commit/main" % repo,
-                        token=WRITE, body=body,
-                        headers={"Content-Type": "application/x-ndjson"})
-        assert r.status == 200, r.body
+    def upstream(title, **files):
+        return js_commit(js_client_dir, hub, repo, title, tmp_path,
+                         {k.replace("_", "."): v for k, v in files.items()})
     # Another path changed upstream: the commit is rebased.
     write(m.path("mine.txt"), b"mine\n")
-    upstream("theirs.txt", "theirs\n")
+    upstream("upstream theirs", theirs_txt=b"theirs\n")
     fsync(m.mnt)
     log = commits(hub, repo)
-    assert log[0]["title"] == "Upload mine.txt"
-    assert log[1]["title"] == "upstream theirs.txt"
+    assert [c["title"] for c in log[:2]] == ["Upload mine.txt",
+                                             "upstream theirs"]
     assert read(m.path("theirs.txt")) == b"theirs\n"
+    assert pending(m) == []
     # The same path changed upstream: fsync fails, nothing is lost.
     write(m.path("both.txt"), b"local\n")
-    upstream("both.txt", "upstream\n")
+    write(m.path("other.txt"), b"other\n")
+    theirs = upstream("upstream both", both_txt=b"upstream\n")
     with pytest.raises(OSError) as e:
         fsync(m.path("both.txt"))
     assert e.value.errno == errno.ESTALE
     assert read(m.path("both.txt")) == b"local\n"
-    assert commits(hub, repo)[0]["title"] == "upstream both.txt"
-    assert base != head(hub, repo)
-    assert "conflict" in m.errors()
+    assert head(hub, repo) == theirs
+    assert base != theirs
+    assert "both.txt was changed upstream" in m.errors()
+    assert pending(m) == ["conflict both.txt", "modified other.txt"]
+    # What upstream holds is there to compare with.
+    assert read(m.path(".revisions", theirs, "both.txt")) == b"upstream\n"
+    # Resolving something that is not in conflict is refused.
+    with pytest.raises(OSError) as e:
+        os.setxattr(m.path("other.txt"), "user.hubfs.resolve", b"ours")
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        os.setxattr(m.path("both.txt"), "user.hubfs.resolve", b"mine")
+    assert e.value.errno == errno.EINVAL
+    # "ours": the local content goes over the upstream change.
+    os.setxattr(m.path("both.txt"), "user.hubfs.resolve", b"ours")
+    fsync(m.mnt)
+    assert pending(m) == []
+    log = commits(hub, repo)
+    assert log[0]["title"] == "Update 2 files" or \
+        log[0]["title"].startswith("Upload")
+    assert log[1]["id"] == theirs
+    shown = js_show(js_client_dir, hub, repo)
+    assert shown["files"]["both.txt"]["sha256"] == sha256(b"local\n")
+    assert shown["files"]["other.txt"]["sha256"] == sha256(b"other\n")
+    # "theirs": the local change is dropped, the upstream one shown.
+    write(m.path("both.txt"), b"local again\n")
+    theirs = upstream("upstream both again", both_txt=b"upstream 2\n")
+    with pytest.raises(OSError) as e:
+        fsync(m.mnt)
+    assert e.value.errno == errno.ESTALE
+    n = len(commits(hub, repo))
+    os.setxattr(m.mnt, "user.hubfs.resolve", b"theirs")
+    assert pending(m) == []
+    assert wait_for(lambda: read(m.path("both.txt")) == b"upstream 2\n", 10)
+    assert os.getxattr(m.mnt, "user.hubfs.commit").decode() == theirs
+    fsync(m.mnt)
+    assert len(commits(hub, repo)) == n
