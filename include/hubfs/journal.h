@@ -3,9 +3,14 @@
  * on local disk, so that no change is lost when hubfs stops or crashes.
  *
  *   cache_dir/journal.db           SQLite, WAL mode: changes and branches
- *   cache_dir/staging/NAME         the bytes of one staged file
- *   cache_dir/staging/LOCK-HASH    flock(2)ed by the one process writing
- *                                  a given repository and branch
+ *   cache_dir/staging/H/           one per repository and branch (H: a
+ *                                  hash of both)
+ *   cache_dir/staging/H/NAME       the bytes of one staged file
+ *   cache_dir/staging/H/LOCK       flock(2)ed by the one process writing
+ *                                  that repository and branch
+ *   cache_dir/staging/H/RESERVE    4 MiB given back when the disk is
+ *                                  full, so that the journal can still
+ *                                  record an unlink or a truncate
  *
  * A journal handle is bound to one repository and one branch.  It holds
  * the branch's base (the commit the changes apply to), one change row per

@@ -40,6 +40,7 @@
 
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
+#define RESERVE_BYTES (4u << 20)
 
 static const char schema_sql[] =
 	"CREATE TABLE branches ("
@@ -122,6 +123,7 @@ struct hubfs_journal {
 	char *stage_dir;	/* cache_dir/staging/H */
 	int lock_fd;
 	unsigned int depth;	/* nested hubfs_journal_begin() */
+	bool reserved;		/* the RESERVE file is there */
 };
 
 static int db_err(struct hubfs_journal *j, const char *what)
@@ -160,6 +162,41 @@ static sqlite3_stmt *stmt(struct hubfs_journal *j, enum stmt s)
 }
 
 /* Run a statement that returns no rows. */
+/*
+ * The reserve: a few MiB held in the staging directory, given back when
+ * the disk is full so that the journal can still record what frees
+ * space (an unlink, a truncate, a commit that lands).  Made again once
+ * there is room.
+ */
+static void reserve_make(struct hubfs_journal *j)
+{
+	char *path;
+	int fd;
+
+	if (j->reserved || asprintf(&path, "%s/RESERVE", j->stage_dir) < 0)
+		return;
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0 && posix_fallocate(fd, 0, RESERVE_BYTES) == 0)
+		j->reserved = true;
+	else if (fd >= 0)
+		unlink(path);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+}
+
+static bool reserve_release(struct hubfs_journal *j)
+{
+	char *path;
+
+	if (!j->reserved || asprintf(&path, "%s/RESERVE", j->stage_dir) < 0)
+		return false;
+	unlink(path);
+	free(path);
+	j->reserved = false;
+	return true;
+}
+
 static int run(struct hubfs_journal *j, sqlite3_stmt *st, const char *what)
 {
 	int rc;
@@ -167,6 +204,10 @@ static int run(struct hubfs_journal *j, sqlite3_stmt *st, const char *what)
 	if (!st)
 		return db_err(j, what);
 	rc = sqlite3_step(st);
+	if (rc == SQLITE_FULL && reserve_release(j)) {
+		sqlite3_reset(st);
+		rc = sqlite3_step(st);
+	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return db_err(j, what);
@@ -324,6 +365,7 @@ int hubfs_journal_open(struct hubfs_journal **out, const char *dir,
 	err = open_db(j, dir);
 	if (err)
 		goto out_free;
+	reserve_make(j);
 	free(staging);
 	free(lock);
 	*out = j;
@@ -629,6 +671,7 @@ void hubfs_journal_stage_unlink(struct hubfs_journal *j, const char *name)
 		unlink(path);
 		free(path);
 	}
+	reserve_make(j);	/* there may be room again */
 }
 
 int hubfs_journal_stage_gc(struct hubfs_journal *j)

@@ -454,10 +454,11 @@ static int landed(struct fs_work *w, const struct hubfs_jattempt *a,
 /*
  * Settle the attempts whose outcome is unknown.  0 when none is left
  * unknown (or the branch still is at their parent: they are retried by
- * the next attempt, and at most one of them can ever land), or -errno
- * when the Hub could not say.
+ * the next attempt, and at most one of them can ever land), 1 when the
+ * one that landed is @mine (then recorded with its snapshot @s), or
+ * -errno when the Hub could not say.
  */
-static int settle(struct fs_work *w)
+static int settle(struct fs_work *w, struct snapshot *s, const char *mine)
 {
 	struct fs_commit_state *cs = w->commit;
 	struct hubfs_jattempt att[ATTEMPTS_MAX];
@@ -484,10 +485,13 @@ static int settle(struct fs_work *w)
 	if (err < 0)
 		return err;
 	if (ms.found >= 0) {
-		hlog(LOG_NOTICE, "%s: commit %.12s on %s was made by an earlier "
-		     "attempt whose answer was lost", w->label, ms.commit,
-		     cs->branch);
-		return landed(w, &att[ms.found], ms.commit, NULL);
+		bool ours = mine && strcmp(att[ms.found].marker, mine) == 0;
+
+		hlog(LOG_NOTICE, "%s: commit %.12s on %s was made by %s attempt "
+		     "whose answer was lost", w->label, ms.commit, cs->branch,
+		     ours ? "this" : "an earlier");
+		err = landed(w, &att[ms.found], ms.commit, ours ? s : NULL);
+		return err ? err : ours;
 	}
 	pthread_mutex_lock(&w->lock);
 	err = hubfs_journal_attempt_clear(w->journal);
@@ -703,16 +707,15 @@ static int attempt(struct fs_work *w, bool *rebased)
 		goto out_free;
 	}
 	if (err == -ESTALE) {
-		struct hubfs_jattempt other;
 		bool moved;
 
-		/* This attempt did not land; an earlier one may have. */
-		pthread_mutex_lock(&w->lock);
-		hubfs_journal_attempt_remove(w->journal, a.marker);
-		w->attempting = hubfs_journal_attempt_list(w->journal, &other,
-							   1) > 0;
-		pthread_mutex_unlock(&w->lock);
-		err = settle(w);
+		/* The branch moved, maybe by this very attempt (a retry
+		 * after a lost answer), or by an earlier one. */
+		err = settle(w, &s, a.marker);
+		if (err > 0) {
+			err = 0;
+			goto out_free;
+		}
 		if (!err)
 			err = hubfs_hub_get_revision(cs->hub, cs->branch, &head);
 		if (err)
@@ -760,7 +763,9 @@ static int round_run(struct fs_work *w)
 	bool rebased = true;
 	int tries, err = 0;
 
-	err = settle(w);
+	err = settle(w, NULL, NULL);
+	if (err > 0)
+		err = 0;
 	for (tries = 0; !err && rebased && tries < ROUND_TRIES; tries++)
 		err = attempt(w, &rebased);
 	if (err && outcome_unknown(err)) {
@@ -771,7 +776,7 @@ static int round_run(struct fs_work *w)
 		pthread_mutex_unlock(&w->lock);
 		/* The answer was lost, yet the commit may have landed: the
 		 * history says, and then the round succeeded. */
-		if (unknown && settle(w) == 0) {
+		if (unknown && settle(w, NULL, NULL) >= 0) {
 			pthread_mutex_lock(&w->lock);
 			if (!pending(w))
 				err = 0;

@@ -487,6 +487,28 @@ int fs_work_read_content(struct fs_work *w, const struct fs_content *base,
  * 1 if it copied, 0 if the block was local already, or -errno.  Called
  * with st->io held and the work lock not held.
  */
+/*
+ * All of @len bytes, or -errno: a short write is followed up, so that a
+ * full disk reports ENOSPC rather than a count.
+ */
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t r = pwrite(fd, buf, len, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		buf = (const char *)buf + r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
 static int stage_fill(struct fs_work *w, struct fs_stage *st, uint64_t idx)
 {
 	struct fs_content base = { 0 };
@@ -505,8 +527,7 @@ static int stage_fill(struct fs_work *w, struct fs_stage *st, uint64_t idx)
 
 	buf = hubfs_malloc(len);
 	err = buf ? fs_work_read_content(w, &base, buf, len, off) : -ENOMEM;
-	if (!err && pwrite(st->fd, buf, len, (off_t)off) != (ssize_t)len) {
-		err = errno ? -errno : -EIO;
+	if (!err && (err = pwrite_all(st->fd, buf, len, off)) != 0) {
 		hubfs_err_set("cannot write a staged file: %s", strerror(-err));
 	}
 	hubfs_free(buf);
@@ -1106,7 +1127,6 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 	struct fs_stage *st;
 	uint64_t end = off + size, first, last, i;
 	bool journal = false;
-	ssize_t r;
 	int err;
 
 	if (size == 0)
@@ -1130,10 +1150,8 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 	if (err > 0)
 		journal = true;
 	if (err >= 0) {
-		err = 0;
-		r = pwrite(st->fd, buf, size, (off_t)off);
-		if (r != (ssize_t)size) {
-			err = r < 0 ? -errno : -EIO;
+		err = pwrite_all(st->fd, buf, size, off);
+		if (err) {
 			hubfs_err_set("cannot write a staged file: %s",
 				      strerror(-err));
 		}

@@ -4,6 +4,7 @@ and JavaScript-client oracles, and small file operations."""
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -18,8 +19,9 @@ JS_REPO_TOOL = os.path.join(ROOT, "tests", "js", "repo.mjs")
 @pytest.fixture
 def repo(hub, request):
     """A fresh model repo per test, seeded with a model."""
-    name = "tester/w-" + request.node.name.replace("_", "-")[:60]
-    name = "".join(c if c.isalnum() or c in "-/" else "-" for c in name)
+    words = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")
+    tag = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
+    name = "tester/w-%s-%s" % (words[5:45].strip("-"), tag)
     hub.seed("seed-model", name, "--shards", "2", "--shard-size", "3MiB",
              "--no-history")
     return name
