@@ -32,8 +32,9 @@
  * fs->revs_lock the revision list; rev->lock a revision's tree and
  * refresh state; fs->refs_lock the cached ref listing; file->lock a file
  * handle's readahead state.  None is held across an HTTP request or a
- * FUSE reply.  The only nesting: revs_lock before rev->lock (to look
- * for a tree some revision already holds).
+ * FUSE reply.  The only nestings: revs_lock before rev->lock (to look
+ * for a tree some revision already holds), and itab_lock before the
+ * working tree's lock (to find the inodes of a content).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1298,6 +1299,16 @@ static int write_refused(struct hubfs_fs *fs, const char *what)
 	return fs->write_err;
 }
 
+/* Why a change to @in, not of the working tree, is refused: the mount's
+ * own revision without write access, or a read-only one. */
+static int change_refused(struct hubfs_fs *fs, const struct fs_inode *in,
+			  const char *what)
+{
+	if (fs->write_err == -EACCES && in->rev == fs->main)
+		return write_refused(fs, what);
+	return -EROFS;
+}
+
 /*
  * A file handle on the working tree.  Reads of a clean file go through
  * the block cache like any other (f->obj, opened lazily because a file
@@ -1368,7 +1379,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-		fuse_reply_err(req, EROFS);
+		fuse_reply_err(req, -change_refused(fs, in,
+						    "opening for writing"));
 		return;
 	}
 	f = hubfs_calloc(1, sizeof(*f));
@@ -1754,7 +1766,10 @@ static struct fs_inode *wdir_of(struct hubfs_fs *fs, fuse_ino_t ino, int *err)
 	if (!in) {
 		*err = -ESTALE;
 	} else if (in->kind != K_WNODE) {
-		*err = -EROFS;	/* .revisions and what is below it */
+		/* A mount without write access (the caller logs it), or
+		 * .revisions and what is below it */
+		*err = fs->write_err == -EACCES && in->rev == fs->main
+			       ? -EACCES : -EROFS;
 	} else if (in->w->type != HUBFS_ENTRY_DIR) {
 		*err = -ENOTDIR;
 	} else if (fs->write_err) {
@@ -1999,7 +2014,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	}
 	if (in->kind != K_WNODE) {
-		fuse_reply_err(req, EROFS);
+		fuse_reply_err(req, -change_refused(fs, in, "changing "
+						    "attributes"));
 		return;
 	}
 	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
@@ -2208,11 +2224,23 @@ static void drop_bad_pages(void *arg, const char *key)
 	for (i = 0; i < ITAB_SIZE; i++) {
 		struct fs_inode *in;
 
-		for (in = fs->itab[i]; in && n < cap; in = in->hnext)
+		for (in = fs->itab[i]; in && n < cap; in = in->hnext) {
+			struct fs_content c = { 0 };
+
 			if (in->kind == K_NODE &&
 			    in->node->type == HUBFS_ENTRY_FILE &&
 			    strcmp(fs_node_key(in->node), key) == 0)
 				job->inos[n++] = in->ino;
+			/* A clean file of the working tree reads the same
+			 * content (the work lock nests inside itab_lock). */
+			if (in->kind == K_WNODE &&
+			    in->w->type == HUBFS_ENTRY_FILE &&
+			    fs_work_content(fs->work, in->w, &c) == 0) {
+				if (strcmp(fs_node_key(c.node), key) == 0)
+					job->inos[n++] = in->ino;
+				fs_tree_put(c.tree);
+			}
+		}
 	}
 	pthread_mutex_unlock(&fs->itab_lock);
 	job->fs = fs;
@@ -2313,6 +2341,17 @@ static int write_setup(struct hubfs_fs *fs)
 		fs->write_err = -EROFS;
 		return 0;
 	}
+	/* Without write access the mount is a plain read-only one (the
+	 * read path's inodes and caching), refusing writes with EACCES. */
+	if (!fs->main->offline) {
+		err = hubfs_hub_check_write(fs->hub, branch);
+		if (err == -EACCES) {
+			hlog(LOG_NOTICE, "%s: %s; writes will be refused",
+			     fs->repo_label, hubfs_err_or("no write access"));
+			fs->write_err = -EACCES;
+			return 0;
+		}
+	}
 	err = hubfs_journal_open(&fs->journal, fs->cfg->cache_dir,
 				 fs->repo_key, branch);
 	if (err == -EBUSY) {
@@ -2339,14 +2378,6 @@ static int write_setup(struct hubfs_fs *fs)
 		fs_tree_get(fs->work_base);
 	}
 	hubfs_journal_stage_gc(fs->journal);
-	if (!fs->main->offline) {
-		err = hubfs_hub_check_write(fs->hub, branch);
-		if (err == -EACCES) {
-			hlog(LOG_NOTICE, "%s: %s; writes will be refused",
-			     fs->repo_label, hubfs_err_or("no write access"));
-			fs->write_err = -EACCES;
-		}
-	}
 	return 0;
 }
 

@@ -176,7 +176,8 @@ struct fs_wnode {
 	struct fs_wnode **kids;		/* sorted by strcmp() of name */
 	uint32_t nkids, cap;
 	bool materialized;		/* kids built from base.node's */
-	bool local;			/* made here, absent from the base */
+	bool local;			/* made or emptied here: kept even when
+					 * the base has no such directory */
 	/* Files: committed content (or, for a directory not materialized,
 	 * its base directory). */
 	struct fs_content base;

@@ -217,6 +217,17 @@ static void kid_remove(struct fs_wnode *n)
 	n->parent = NULL;
 }
 
+/*
+ * A directory emptied here stays until rmdir, as on any file system,
+ * although the Hub keeps no empty directory: it is the mount's own from
+ * now on (until unmount).
+ */
+static void keep_if_empty(struct fs_wnode *d)
+{
+	if (d->nkids == 0 && d->parent)
+		d->local = true;
+}
+
 static struct fs_wnode *wnode_from_node(struct fs_tree *tree,
 					struct fs_node *node)
 {
@@ -409,6 +420,7 @@ static int row_delete(struct fs_work *w, const char *path)
 static int ensure_stage(struct fs_work *w, struct fs_wnode *n)
 {
 	struct fs_stage *st;
+	bool fresh = false;
 	char *path;
 	int err;
 
@@ -418,8 +430,11 @@ static int ensure_stage(struct fs_work *w, struct fs_wnode *n)
 		if (err)
 			return err;
 		n->stage = st;
+		fresh = true;
 	}
-	if (n->dirty)
+	/* A row naming other content (a renamed file) must name the stage
+	 * now. */
+	if (n->dirty && !fresh)
 		return 0;
 	path = fs_wnode_path(n);
 	if (!path)
@@ -825,6 +840,7 @@ int fs_work_unlink(struct fs_work *w, struct fs_wnode *dir, const char *name)
 	if (err)
 		goto out_unlock;
 	kid_remove(n);
+	keep_if_empty(dir);
 	dir->mtime = time(NULL);
 	wnode_put_locked(w, n);
 out_unlock:
@@ -953,6 +969,7 @@ int fs_work_rename(struct fs_work *w, struct fs_wnode *dir, const char *name,
 	}
 	/* Move it, then journal every file below it at its new path. */
 	kid_remove(n);
+	keep_if_empty(dir);
 	old_name = n->name;
 	n->name = new_name;
 	new_name = NULL;

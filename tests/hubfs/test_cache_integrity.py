@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import HUBFS, http_request
+from conftest import HUBFS, WRITE, http_request
 
 SMALL = "model-00001-of-00001.safetensors"
 
@@ -143,10 +143,12 @@ def test_wrong_content_of_a_small_file_is_never_served(chub, mount_factory):
     assert "does not match its sha256" in m.errors()
 
 
-def test_wrong_content_of_a_large_file_ends_in_eio(chub, mount_factory):
+@pytest.mark.parametrize("token", [None, WRITE], ids=["read", "writable"])
+def test_wrong_content_of_a_large_file_ends_in_eio(chub, mount_factory,
+                                                    token):
     want = real_bytes(chub, "tester/big", SMALL)
     corrupt_on_server(chub, want)
-    m = mount_factory(chub, "tester/big")
+    m = mount_factory(chub, "tester/big", token=token)
     failures = 0
     for _ in range(3):
         try:
