@@ -135,6 +135,8 @@ struct snapshot {
 	struct fs_work *w;
 	struct snap_file *v;
 	size_t n, cap;
+	char **idle;		/* rows that change nothing, to remove */
+	size_t nidle;
 	int err;
 };
 
@@ -183,8 +185,48 @@ static void snapshot_free(struct fs_work *w, struct snapshot *s)
 	}
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	for (i = 0; i < s->nidle; i++)
+		hubfs_free(s->idle[i]);
+	hubfs_free(s->idle);
 	hubfs_free(s->v);
 	memset(s, 0, sizeof(*s));
+}
+
+/* Remember a row that changes nothing (work lock held). */
+static int snap_idle(struct snapshot *s, const char *path)
+{
+	char **v = hubfs_realloc(s->idle, (s->nidle + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	s->idle = v;
+	v[s->nidle] = hubfs_strdup(path);
+	if (!v[s->nidle])
+		return -ENOMEM;
+	s->nidle++;
+	return 0;
+}
+
+/*
+ * Remove the rows that change nothing, so that they are not pending
+ * forever; a file moved away and back is clean again.  Work lock held.
+ */
+static void snap_drop_idle(struct snapshot *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nidle; i++) {
+		struct fs_wnode *n;
+
+		if (hubfs_journal_remove(s->w->journal, s->idle[i]) == 0 &&
+		    (n = fs_work_find(s->w, s->idle[i])) != NULL &&
+		    n->type == HUBFS_ENTRY_FILE && !n->stage)
+			n->dirty = false;
+		hubfs_free(s->idle[i]);
+	}
+	hubfs_free(s->idle);
+	s->idle = NULL;
+	s->nidle = 0;
 }
 
 /* One journal row into the snapshot (work lock held). */
@@ -198,7 +240,7 @@ static int snap_row(void *arg, const struct hubfs_jchange *c)
 
 	if (c->deleted) {
 		if (!b || b->type != HUBFS_ENTRY_FILE)
-			return 0;	/* nothing to delete */
+			return snap_idle(s, c->path);	/* nothing to delete */
 	} else {
 		n = fs_work_find(w, c->path);
 		if (!n || n->type != HUBFS_ENTRY_FILE || !n->dirty) {
@@ -209,7 +251,7 @@ static int snap_row(void *arg, const struct hubfs_jchange *c)
 		if (!n->stage && n->base.tree && b &&
 		    b->type == HUBFS_ENTRY_FILE &&
 		    strcmp(fs_node_key(b), fs_node_key(n->base.node)) == 0)
-			return 0;	/* moved away and back */
+			return snap_idle(s, c->path);	/* moved away and back */
 	}
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 64;
@@ -642,7 +684,11 @@ static int attempt(struct fs_work *w, bool *rebased)
 	pthread_mutex_lock(&w->lock);
 	snprintf(a.parent, sizeof(a.parent), "%s", w->base->commit);
 	err = hubfs_journal_list(w->journal, snap_row, &s);
-	if (err >= 0 && s.n > 0) {
+	if (err >= 0) {
+		snap_drop_idle(&s);
+		err = 0;
+	}
+	if (!err && s.n > 0) {
 		err = hubfs_journal_attempt_begin(w->journal, a.parent,
 						  a.marker);
 		if (!err)

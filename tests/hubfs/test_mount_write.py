@@ -287,3 +287,33 @@ def test_conflicts_and_their_recovery(hub, repo, mount_factory, tmp_path,
     assert os.getxattr(m.mnt, "user.hubfs.commit").decode() == theirs
     fsync(m.mnt)
     assert len(commits(hub, repo)) == n
+
+
+def test_sync_of_the_mount_commits_everything(hub, repo, mount_factory):
+    """`sync DIR` (coreutils: fsync of the directory) is the way to wait
+    for every pending change of a mount; plain `sync` (syncfs of every
+    file system) does not reach FUSE file systems."""
+    m = mount_factory(hub, repo, "commit_delay=600000", token=WRITE)
+    n0 = len(commits(hub, repo))
+    os.makedirs(m.path("a", "b"))
+    write(m.path("a", "b", "one.txt"), b"1\n")
+    write(m.path("two.bin"), os.urandom(70000))
+    subprocess.run(["sync", m.mnt], check=True)
+    log = commits(hub, repo)
+    assert len(log) == n0 + 1
+    assert log[0]["title"] == "Upload 2 files"
+    # A second sync with nothing pending makes no commit.
+    subprocess.run(["sync", m.path("a")], check=True)
+    assert len(commits(hub, repo)) == n0 + 1
+
+
+def test_moved_away_and_back_is_no_change(hub, repo, mount_factory):
+    m = mount_factory(hub, repo, "commit_delay=600000", token=WRITE)
+    n0 = len(commits(hub, repo))
+    os.mkdir(m.path("tmp"))
+    os.rename(m.path(SHARD1), m.path("tmp", "x"))
+    assert pending(m) == ["deleted " + SHARD1, "modified tmp/x"]
+    os.rename(m.path("tmp", "x"), m.path(SHARD1))
+    fsync(m.mnt)
+    assert len(commits(hub, repo)) == n0
+    assert pending(m) == []
