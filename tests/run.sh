@@ -47,7 +47,8 @@ if [ "$fuzz_seconds" -gt 0 ]; then
 	done
 fi
 
-HUBFS_BUILD_DIR="$PWD/build-asan" /usr/bin/python3 -m pytest -q \
+HUBFS_CHECKPOINT_MIB=768 HUBFS_BUILD_DIR="$PWD/build-asan" \
+	/usr/bin/python3 -m pytest -q \
 	-p no:cacheprovider --timeout=600 tests/hubfs
 
 export HUBFS_BUILD_DIR="$PWD/build"

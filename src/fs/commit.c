@@ -480,7 +480,7 @@ static int landed(struct fs_work *w, const struct hubfs_jattempt *a,
 		/* Committed files that did not change since are clean now:
 		 * their bytes are in the cache, so the stages can go. */
 		for (i = 0; s && i < s->n; i++)
-			if (s->v[i].stage && !s->v[i].f.deleted)
+			if (!s->v[i].f.deleted)
 				fs_work_committed(w, s->v[i].path,
 						  s->v[i].stage);
 		fs_work_sync(w, tree);
@@ -958,6 +958,7 @@ static void *committer_main(void *arg)
 			continue;
 		}
 		if (!cs->stop && cs->pending_since == 0 && !w->attempting &&
+		    cs->writers == 0 &&
 		    (cs->follow_now || (cs->refresh_ms &&
 					now - cs->followed_at >=
 						cs->refresh_ms))) {

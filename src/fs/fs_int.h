@@ -178,6 +178,7 @@ struct fs_wnode {
 	bool materialized;		/* kids built from base.node's */
 	bool local;			/* made or emptied here: kept even when
 					 * the base has no such directory */
+	bool replaced;			/* dropped for a newer commit's node */
 	/* Files: committed content (or, for a directory not materialized,
 	 * its base directory). */
 	struct fs_content base;

@@ -152,6 +152,18 @@ char *fs_wnode_path(const struct fs_wnode *n)
 	return out;
 }
 
+/*
+ * Whether @n is in the tree: the paths of the nodes that are not (an
+ * unlinked file still open, what was below a removed directory) mean
+ * nothing and must never reach the journal.
+ */
+static bool attached(const struct fs_work *w, const struct fs_wnode *n)
+{
+	while (n->parent)
+		n = n->parent;
+	return n == w->root;
+}
+
 /* --- directories ------------------------------------------------------------ */
 
 static int kid_index(const struct fs_wnode *d, const char *name, bool *found)
@@ -424,6 +436,13 @@ static int ensure_stage(struct fs_work *w, struct fs_wnode *n)
 	char *path;
 	int err;
 
+	if (n->replaced) {
+		/* Its handles still read the old content; writing it would
+		 * go nowhere. */
+		hubfs_err_set("%s changed upstream while open; reopen it",
+			      n->name);
+		return -ESTALE;
+	}
 	if (!n->stage) {
 		err = stage_new(w, &n->base,
 				n->base.tree ? n->base.node->size : 0, &st);
@@ -433,8 +452,9 @@ static int ensure_stage(struct fs_work *w, struct fs_wnode *n)
 		fresh = true;
 	}
 	/* A row naming other content (a renamed file) must name the stage
-	 * now. */
-	if (n->dirty && !fresh)
+	 * now.  A file no longer in the tree (unlinked while open) keeps
+	 * its bytes for its open handles only. */
+	if ((n->dirty && !fresh) || !attached(w, n))
 		return 0;
 	path = fs_wnode_path(n);
 	if (!path)
@@ -563,7 +583,7 @@ static int stage_journal(struct fs_work *w, struct fs_wnode *n)
 	char *path;
 	int err;
 
-	if (!n->dirty || !n->parent || !st)
+	if (!n->dirty || !st || !attached(w, n))
 		return 0;
 	path = fs_wnode_path(n);
 	if (!path)
@@ -723,7 +743,7 @@ int fs_work_name_ok(struct fs_work *w, struct fs_wnode *dir,
 /* A directory that is gone from the tree cannot get children. */
 static bool dir_live(struct fs_work *w, struct fs_wnode *d)
 {
-	return d->type == HUBFS_ENTRY_DIR && (d == w->root || d->parent);
+	return d->type == HUBFS_ENTRY_DIR && attached(w, d);
 }
 
 /* --- namespace changes -------------------------------------------------------- */
@@ -1553,6 +1573,7 @@ static void sync_dir(struct fs_work *w, struct fs_wnode *d,
 			add = wnode_from_node(t, tn);
 		}
 		if (c && keep != c) {
+			c->replaced = true;
 			c->parent = NULL;
 			wnode_put_locked(w, c);
 		}
@@ -1584,12 +1605,15 @@ void fs_work_committed(struct fs_work *w, const char *path,
 	struct fs_wnode *n = fs_work_find(w, path);
 	bool deleted;
 
-	if (!n || n->stage != st || row_lookup(w, path, &deleted) != 0)
+	if (!n || n->type != HUBFS_ENTRY_FILE || n->stage != st ||
+	    row_lookup(w, path, &deleted) != 0)
 		return;
 	n->dirty = false;
-	st->orphan = true;
-	n->stage = NULL;
-	fs_stage_put(w, st);
+	if (st) {
+		st->orphan = true;
+		n->stage = NULL;
+		fs_stage_put(w, st);
+	}
 	/* fs_work_sync() gives it the new tree's node. */
 	content_set(&n->base, NULL, NULL);
 }
@@ -1607,6 +1631,7 @@ int fs_work_discard(struct fs_work *w, const char *path)
 		 * kernel's pages of the old one stay with the old one. */
 		kid_remove(n);
 		n->dirty = false;
+		n->replaced = true;
 		if (n->stage)
 			n->stage->orphan = true;
 		wnode_put_locked(w, n);

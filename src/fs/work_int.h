@@ -79,9 +79,11 @@ int fs_stage_fill_all(struct fs_work *w, struct fs_stage *st);
 void fs_work_sync(struct fs_work *w, struct fs_tree *tree);
 
 /*
- * A commit with the content of stage @st at @path landed: unless the
- * file changed since, it is clean and reads from the new base (the block
- * cache) from now on.  Work lock held; call before fs_work_sync().
+ * A commit with the content of stage @st (NULL: of the file's row, a
+ * renamed file) at @path landed: unless the file changed since, it is
+ * clean and reads from the new base (the block cache) from now on, and
+ * keeps its node (and inode) although the Hub may now store it
+ * differently (LFS or not).  Work lock held; call before fs_work_sync().
  */
 void fs_work_committed(struct fs_work *w, const char *path,
 		       struct fs_stage *st);
