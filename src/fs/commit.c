@@ -846,22 +846,25 @@ static void follow(struct fs_work *w)
 	struct fs_commit_state *cs = w->commit;
 	struct hubfs_hub_revision head;
 	struct fs_tree *tree;
+	char shown[41];
 	bool moved;
 	int err;
 
+	pthread_mutex_lock(&w->lock);
+	memcpy(shown, w->base->commit, sizeof(shown));
+	pthread_mutex_unlock(&w->lock);
 	err = hubfs_hub_get_revision(cs->hub, cs->branch, &head);
 	if (err) {
 		if (!cs->follow_failed)
 			hlog(LOG_WARNING, "%s: cannot see where %s is now (%s); "
 			     "the mount keeps showing commit %.12s", w->label,
-			     cs->branch, hubfs_err_or(strerror(-err)),
-			     w->base->commit);
+			     cs->branch, hubfs_err_or(strerror(-err)), shown);
 		cs->follow_failed = true;
 		return;
 	}
 	cs->follow_failed = false;
 	pthread_mutex_lock(&w->lock);
-	moved = strcmp(head.commit, w->base->commit) != 0 && !pending(w);
+	moved = strcmp(head.commit, shown) != 0 && !pending(w);
 	pthread_mutex_unlock(&w->lock);
 	if (!moved || w->load_tree(w->arg, head.commit, &tree) != 0)
 		return;

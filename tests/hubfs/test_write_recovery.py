@@ -166,6 +166,10 @@ TRANSIENT = [
     # history shows the first one landed.
     ("commit-answer-reset", {"route": "commit", "action": "reset",
                              "after_bytes": 1, "times": 1}),
+    # With multipart uploads (the server's threshold lowered to 1 MiB).
+    ("part-503", {"route": "cdn-part", "status": 503, "times": 2}),
+    ("part-reset", {"route": "cdn-part", "action": "reset", "times": 1}),
+    ("complete-503", {"route": "lfs-complete", "status": 503, "times": 1}),
 ]
 
 
@@ -174,11 +178,20 @@ def test_transient_faults_during_a_commit(hub, repo, mount_factory, name,
                                           fault):
     m = mount_factory(hub, repo, "commit_delay=600000", token=WRITE)
     n0 = len(commits(hub, repo))
-    files = {"w.bin": os.urandom(MiB + 3), "notes.md": b"# notes\n"}
+    files = {"w.bin": os.urandom(3 * MiB + 3), "notes.md": b"# notes\n"}
     for p, data in files.items():
         write(m.path(p), data)
     hub.admin("POST", "/faults", dict(fault, name=name))
-    fsync(m.mnt)
+    multipart = fault["route"] in ("cdn-part", "lfs-complete")
+    if multipart:
+        hub.admin("POST", "/config", {"multipart_threshold": MiB,
+                                      "multipart_chunk": 512 * 1024})
+    try:
+        fsync(m.mnt)
+    finally:
+        if multipart:
+            hub.admin("POST", "/config", {"multipart_threshold": 64 * MiB,
+                                          "multipart_chunk": 16 * MiB})
     assert fired(hub, name) == fault["times"]
     assert len(commits(hub, repo)) == n0 + 1
     assert_on_branch(hub, repo, files)
