@@ -108,6 +108,12 @@ int hubfs_journal_set_filled(struct hubfs_journal *j, const char *path,
 int hubfs_journal_set_over(struct hubfs_journal *j, const char *path,
 			   const char *over);
 
+/*
+ * Give the row for @path a new generation, as if written now: a commit
+ * attempt that left it out does not remove it when it lands.
+ */
+int hubfs_journal_touch(struct hubfs_journal *j, const char *path);
+
 /* Remove the row for @path (no error if there is none). */
 int hubfs_journal_remove(struct hubfs_journal *j, const char *path);
 

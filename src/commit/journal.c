@@ -65,7 +65,7 @@ static const char schema_sql[] =
 enum stmt {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_BASE_GET, S_BASE_SET, S_GEN_NEXT,
-	S_PUT, S_FILLED, S_OVER, S_REMOVE, S_GET, S_LIST, S_STAGE_USED,
+	S_PUT, S_FILLED, S_OVER, S_TOUCH, S_REMOVE, S_GET, S_LIST, S_STAGE_USED,
 	S_GEN_GET, S_ATT_ADD, S_ATT_LIST, S_ATT_DONE, S_ATT_CLEAR, S_ATT_DEL,
 	S_COUNT
 };
@@ -89,6 +89,8 @@ static const char *const stmt_sql[S_COUNT] = {
 		     " WHERE repo = ?1 AND branch = ?2 AND path = ?3",
 	[S_OVER] = "UPDATE changes SET over = ?4"
 		   " WHERE repo = ?1 AND branch = ?2 AND path = ?3",
+	[S_TOUCH] = "UPDATE changes SET gen = ?4"
+		    " WHERE repo = ?1 AND branch = ?2 AND path = ?3",
 	[S_REMOVE] = "DELETE FROM changes WHERE repo = ?1 AND branch = ?2"
 		     " AND path = ?3",
 	[S_GET] = "SELECT path, deleted, stage, ref_commit, ref_path,"
@@ -509,6 +511,23 @@ int hubfs_journal_set_over(struct hubfs_journal *j, const char *path,
 		err = -ENOENT;
 	}
 	return err;
+}
+
+int hubfs_journal_touch(struct hubfs_journal *j, const char *path)
+{
+	sqlite3_stmt *st;
+	int64_t gen;
+	int err;
+
+	err = next_gen(j, &gen);
+	if (err)
+		return err;
+	st = stmt(j, S_TOUCH);
+	if (st) {
+		sqlite3_bind_text(st, 3, path, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 4, gen);
+	}
+	return run(j, st, "recording a change");
 }
 
 int hubfs_journal_remove(struct hubfs_journal *j, const char *path)

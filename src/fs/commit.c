@@ -137,6 +137,8 @@ struct snapshot {
 	size_t n, cap;
 	char **idle;		/* rows that change nothing, to remove */
 	size_t nidle;
+	char **kept;		/* rows left out, to keep pending */
+	size_t nkept;
 	int err;
 };
 
@@ -167,6 +169,31 @@ static int read_ref(void *arg, uint64_t off, void *buf, size_t len)
 	return fs_work_read_content(sf->w, &sf->ref, buf, len, off);
 }
 
+static int list_add(char ***list, size_t *n, const char *path)
+{
+	char **v = hubfs_realloc(*list, (*n + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	*list = v;
+	v[*n] = hubfs_strdup(path);
+	if (!v[*n])
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+static void list_free(char ***list, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		hubfs_free((*list)[i]);
+	hubfs_free(*list);
+	*list = NULL;
+	*n = 0;
+}
+
 static void snapshot_free(struct fs_work *w, struct snapshot *s)
 {
 	size_t i;
@@ -185,9 +212,8 @@ static void snapshot_free(struct fs_work *w, struct snapshot *s)
 	}
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
-	for (i = 0; i < s->nidle; i++)
-		hubfs_free(s->idle[i]);
-	hubfs_free(s->idle);
+	list_free(&s->idle, &s->nidle);
+	list_free(&s->kept, &s->nkept);
 	hubfs_free(s->v);
 	memset(s, 0, sizeof(*s));
 }
@@ -195,16 +221,7 @@ static void snapshot_free(struct fs_work *w, struct snapshot *s)
 /* Remember a row that changes nothing (work lock held). */
 static int snap_idle(struct snapshot *s, const char *path)
 {
-	char **v = hubfs_realloc(s->idle, (s->nidle + 1) * sizeof(*v));
-
-	if (!v)
-		return -ENOMEM;
-	s->idle = v;
-	v[s->nidle] = hubfs_strdup(path);
-	if (!v[s->nidle])
-		return -ENOMEM;
-	s->nidle++;
-	return 0;
+	return list_add(&s->idle, &s->nidle, path);
 }
 
 /*
@@ -222,11 +239,8 @@ static void snap_drop_idle(struct snapshot *s)
 		    (n = fs_work_find(s->w, s->idle[i])) != NULL &&
 		    n->type == HUBFS_ENTRY_FILE && !n->stage)
 			n->dirty = false;
-		hubfs_free(s->idle[i]);
 	}
-	hubfs_free(s->idle);
-	s->idle = NULL;
-	s->nidle = 0;
+	list_free(&s->idle, &s->nidle);
 }
 
 /* One journal row into the snapshot (work lock held). */
@@ -246,7 +260,7 @@ static int snap_row(void *arg, const struct hubfs_jchange *c)
 		if (!n || n->type != HUBFS_ENTRY_FILE || !n->dirty) {
 			hlog(LOG_WARNING, "%s: the change to %s is not in the "
 			     "tree; left out of the commit", w->label, c->path);
-			return 0;
+			return list_add(&s->kept, &s->nkept, c->path);
 		}
 		if (!n->stage && n->base.tree && b &&
 		    b->type == HUBFS_ENTRY_FILE &&
@@ -554,19 +568,53 @@ static bool differs(struct fs_tree *a, struct fs_tree *b, const char *path)
 	return fx && strcmp(fs_node_key(x), fs_node_key(y)) != 0;
 }
 
-/* Whether committing @sf onto @up would overwrite a change made upstream
+/* A pending change, as the rebase check sees it. */
+struct row_view {
+	char *path;
+	bool deleted;
+	char over[66];
+};
+
+struct row_views {
+	struct row_view *v;
+	size_t n;
+	int err;
+};
+
+static int row_view_cb(void *arg, const struct hubfs_jchange *c)
+{
+	struct row_views *rv = arg;
+	struct row_view *v = hubfs_realloc(rv->v, (rv->n + 1) * sizeof(*v));
+
+	if (!v) {
+		rv->err = -ENOMEM;
+		return 1;
+	}
+	rv->v = v;
+	v[rv->n].path = hubfs_strdup(c->path);
+	if (!v[rv->n].path) {
+		rv->err = -ENOMEM;
+		return 1;
+	}
+	v[rv->n].deleted = c->deleted;
+	memcpy(v[rv->n].over, c->over, sizeof(v[rv->n].over));
+	rv->n++;
+	return 0;
+}
+
+/* Whether committing @r onto @up would overwrite a change made upstream
  * since @base. */
 static bool clashes(struct fs_tree *base, struct fs_tree *up,
-		    struct snap_file *sf)
+		    struct row_view *r)
 {
-	char *p = sf->path, *slash;
+	char *p = r->path, *slash;
 	struct fs_node *u;
 	bool clash = differs(base, up, p);
 
 	/* The owner chose to overwrite exactly this upstream content. */
-	if (clash && sf->over[0] && strcmp(sf->over, over_key(up, p)) == 0)
+	if (clash && r->over[0] && strcmp(r->over, over_key(up, p)) == 0)
 		clash = false;
-	if (clash && sf->f.deleted && !fs_tree_find(up, p))
+	if (clash && r->deleted && !fs_tree_find(up, p))
 		clash = false;	/* deleted upstream too */
 	/* A file upstream where a directory above this path is. */
 	for (slash = strchr(p, '/'); !clash && slash;
@@ -577,7 +625,7 @@ static bool clashes(struct fs_tree *base, struct fs_tree *up,
 	}
 	/* A directory upstream where a file is to go. */
 	u = fs_tree_find(up, p);
-	if (!clash && !sf->f.deleted && u && u->type == HUBFS_ENTRY_DIR) {
+	if (!clash && !r->deleted && u && u->type == HUBFS_ENTRY_DIR) {
 		struct fs_node *b = fs_tree_find(base, p);
 
 		clash = !(b && b->type == HUBFS_ENTRY_DIR);
@@ -586,15 +634,16 @@ static bool clashes(struct fs_tree *base, struct fs_tree *up,
 }
 
 /*
- * The branch moved from our base to @head.  Rebase when no path being
- * committed (nor a directory above one) changed upstream; else it is a
- * conflict: remember its paths for fs_commit_pending() and
- * fs_commit_resolve().
+ * The branch moved from our base to @head.  Rebase when no pending
+ * change (those of the attempt, and those made since) is to a path, or
+ * below a path, that changed upstream; else it is a conflict: remember
+ * its paths for fs_commit_pending() and fs_commit_resolve().
  */
-static int rebase(struct fs_work *w, struct snapshot *s, const char *head)
+static int rebase(struct fs_work *w, const char *head)
 {
 	struct fs_commit_state *cs = w->commit;
 	struct fs_tree *base, *up;
+	struct row_views rows = { 0 };
 	char **list = NULL;
 	size_t i, n = 0;
 	int err = 0;
@@ -602,32 +651,28 @@ static int rebase(struct fs_work *w, struct snapshot *s, const char *head)
 	err = w->load_tree(w->arg, head, &up);
 	if (err)
 		return err;
+	/* One critical section: no change can slip in between the check
+	 * and the new base. */
 	pthread_mutex_lock(&w->lock);
 	base = w->base;
 	fs_tree_get(base);
-	pthread_mutex_unlock(&w->lock);
-	for (i = 0; i < s->n; i++) {
-		char **l;
-
-		if (!clashes(base, up, &s->v[i]))
+	err = hubfs_journal_list(w->journal, row_view_cb, &rows);
+	err = err < 0 ? err : rows.err;
+	for (i = 0; !err && i < rows.n; i++) {
+		if (!clashes(base, up, &rows.v[i]))
 			continue;
 		if (n == 0)
 			hubfs_err_set("conflict on %s with commit %.12s",
-				      s->v[i].path, head);
+				      rows.v[i].path, head);
 		hlog(LOG_ERR, "%s: cannot commit to %s: %s was changed "
 		     "upstream (the branch is now at %.12s); the local change "
 		     "stays staged and shown in the mount", w->label,
-		     cs->branch, s->v[i].path, head);
-		l = hubfs_realloc(list, (n + 1) * sizeof(*list));
-		if (!l || !(l[n] = hubfs_strdup(s->v[i].path))) {
-			list = l ? l : list;
-			err = -ENOMEM;
-			break;
-		}
-		list = l;
-		n++;
+		     cs->branch, rows.v[i].path, head);
+		err = list_add(&list, &n, rows.v[i].path);
 	}
-	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < rows.n; i++)
+		hubfs_free(rows.v[i].path);
+	hubfs_free(rows.v);
 	clashes_clear(cs);
 	if (n > 0) {
 		cs->clashes = list;
@@ -635,6 +680,7 @@ static int rebase(struct fs_work *w, struct snapshot *s, const char *head)
 		cs->up = up;
 		fs_tree_get(up);
 		list = NULL;
+		n = 0;
 		err = -ESTALE;
 	} else if (!err) {
 		err = hubfs_journal_set_base(w->journal, head);
@@ -646,9 +692,7 @@ static int rebase(struct fs_work *w, struct snapshot *s, const char *head)
 		hlog(LOG_NOTICE, "%s: %s moved upstream to %.12s, touching none "
 		     "of the files being committed: rebased", w->label,
 		     cs->branch, head);
-	for (i = 0; list && i < n; i++)
-		hubfs_free(list[i]);
-	hubfs_free(list);
+	list_free(&list, &n);
 	fs_tree_put(base);
 	fs_tree_put(up);
 	return err;
@@ -693,6 +737,9 @@ static int attempt(struct fs_work *w, bool *rebased)
 						  a.marker);
 		if (!err)
 			w->attempting = true;
+		/* Newer than the attempt: they stay when it lands. */
+		for (i = 0; !err && i < s.nkept; i++)
+			err = hubfs_journal_touch(w->journal, s.kept[i]);
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (err < 0 || s.n == 0)
@@ -770,7 +817,7 @@ static int attempt(struct fs_work *w, bool *rebased)
 		moved = strcmp(head.commit, w->base->commit) != 0;
 		pthread_mutex_unlock(&w->lock);
 		if (moved)
-			err = rebase(w, &s, head.commit);
+			err = rebase(w, head.commit);
 		if (!err)
 			*rebased = true;
 		goto out_free;

@@ -2328,8 +2328,9 @@ static const char *write_branch(const struct hubfs_fs *fs)
 /*
  * Decide whether the mount's revision is writable, and open its journal.
  * A revision that cannot be written is mounted read-only (EROFS); one
- * the token may not write to is mounted writable, and each write is
- * refused with EACCES and a log line that says why.
+ * the token may not write to is read-only too, but each write is
+ * refused with EACCES and a log line that says why.  (The default
+ * branch of a Hub repository is always "main".)
  */
 static int write_setup(struct hubfs_fs *fs)
 {

@@ -572,18 +572,23 @@ static int stage_fill(struct fs_work *w, struct fs_stage *st, uint64_t idx)
 	pthread_mutex_lock(&w->lock);
 	if (idx / 8 < st->filled_len)
 		st->filled[idx / 8] |= (uint8_t)(1u << (idx % 8));
+	st->jdirty = true;
 	pthread_mutex_unlock(&w->lock);
 	return 1;
 }
 
-/* Journal the filled bits of the file that owns @st, if still dirty. */
+/*
+ * Journal the filled bits of @n's stage if they changed since they were
+ * last journaled.  Until that succeeds the stage stays marked, so that
+ * a later write journals them even when it fills no block itself.
+ */
 static int stage_journal(struct fs_work *w, struct fs_wnode *n)
 {
 	struct fs_stage *st = n->stage;
 	char *path;
 	int err;
 
-	if (!n->dirty || !st || !attached(w, n))
+	if (!st || !st->jdirty || !n->dirty || !attached(w, n))
 		return 0;
 	path = fs_wnode_path(n);
 	if (!path)
@@ -591,6 +596,8 @@ static int stage_journal(struct fs_work *w, struct fs_wnode *n)
 	err = hubfs_journal_set_filled(w->journal, path, st->base_len,
 				       st->filled, st->filled_len);
 	hubfs_free(path);
+	if (!err)
+		st->jdirty = false;
 	return err;
 }
 
@@ -610,6 +617,7 @@ int fs_stage_fill_all(struct fs_work *w, struct fs_stage *st)
 	if (!err) {
 		pthread_mutex_lock(&w->lock);
 		st->base_len = 0;	/* everything is local now */
+		st->jdirty = true;
 		content_set(&st->base, NULL, NULL);
 		pthread_mutex_unlock(&w->lock);
 	}
@@ -1073,7 +1081,9 @@ ssize_t fs_work_read(struct fs_work *w, struct fs_wnode *n, void *buf,
 		if (len > size - done)
 			len = size - done;
 		pthread_mutex_lock(&w->lock);
-		local = block_local(st, idx);
+		/* Past the base's end, even in its last block, is the stage's
+		 * (zeros unless written). */
+		local = block_local(st, idx) || pos >= st->base_len;
 		if (!local) {
 			content_set(&base, st->base.tree, st->base.node);
 			if (pos + len > st->base_len)
@@ -1163,8 +1173,7 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 {
 	struct fs_stage *st;
 	uint64_t end = off + size, first, last, i;
-	bool journal = false;
-	int err;
+	int err, jerr;
 
 	if (size == 0)
 		return 0;
@@ -1185,19 +1194,23 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 		err = e ? e : err;
 	}
 	if (err > 0)
-		journal = true;
-	if (err >= 0) {
+		err = 0;
+	if (!err) {
 		err = pwrite_all(st->fd, buf, size, off);
 		if (err) {
 			hubfs_err_set("cannot write a staged file: %s",
 				      strerror(-err));
+			/* What got past the end must not come back as the
+			 * size at replay. */
+			if (ftruncate(st->fd, (off_t)st->size) != 0)
+				err = -EIO;
 		}
 	}
 	pthread_mutex_lock(&w->lock);
 	if (!err) {
 		for (i = first; i <= last && i * WBS < st->base_len; i++) {
 			if (!block_local(st, i))
-				journal = true;
+				st->jdirty = true;
 			if (i / 8 < st->filled_len)
 				st->filled[i / 8] |= (uint8_t)(1u << (i % 8));
 		}
@@ -1205,9 +1218,11 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 			st->size = end;
 		n->mtime = time(NULL);
 		w->changes++;
-		if (journal)
-			err = stage_journal(w, n);
 	}
+	/* Also after a failure: a block filled before it must be known. */
+	jerr = stage_journal(w, n);
+	if (!err)
+		err = jerr;
 	pthread_mutex_unlock(&w->lock);
 	pthread_mutex_unlock(&st->io);
 	pthread_mutex_lock(&w->lock);
@@ -1219,7 +1234,7 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
 {
 	struct fs_stage *st;
-	int err;
+	int err, jerr;
 
 	if (size > HUBFS_SIZE_MAX)
 		return -EFBIG;
@@ -1238,13 +1253,17 @@ int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
 	}
 	pthread_mutex_lock(&w->lock);
 	if (!err) {
-		if (size < st->base_len)
+		if (size < st->base_len) {
 			st->base_len = size;
+			st->jdirty = true;
+		}
 		st->size = size;
 		n->mtime = time(NULL);
 		w->changes++;
-		err = stage_journal(w, n);
 	}
+	jerr = stage_journal(w, n);
+	if (!err)
+		err = jerr;
 	pthread_mutex_unlock(&w->lock);
 	pthread_mutex_unlock(&st->io);
 	pthread_mutex_lock(&w->lock);
@@ -1258,6 +1277,7 @@ int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
 struct replay {
 	struct fs_work *w;
 	struct fs_tree *tree;	/* the last tree loaded for a reference */
+	bool deletions;		/* this pass replays the deletions only */
 	unsigned int skipped;
 };
 
@@ -1335,16 +1355,28 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 	struct stat sb;
 	int err = 0;
 
+	if (c->deleted != rp->deletions)
+		return 0;
 	if (c->deleted) {
 		n = fs_work_find(w, c->path);
 		if (n && n->type == HUBFS_ENTRY_FILE) {
+			d = n->parent;
 			kid_remove(n);
 			wnode_put_locked(w, n);
+			if (d)
+				keep_if_empty(d);
 		}
 		return 0;
 	}
 	d = replay_parent(w, c->path, &leaf);
 	n = d ? kid_find(d, leaf) : NULL;
+	/* A file that took the place of a directory emptied here. */
+	if (n && n->type == HUBFS_ENTRY_DIR && materialize(n) == 0 &&
+	    n->nkids == 0) {
+		kid_remove(n);
+		wnode_put_locked(w, n);
+		n = NULL;
+	}
 	if (!d || (n && n->type != HUBFS_ENTRY_FILE)) {
 		hlog(LOG_ERR, "%s: the write journal's change to %s clashes "
 		     "with the tree; it is kept but not shown", w->label,
@@ -1445,7 +1477,13 @@ int fs_work_new(struct fs_work **out, struct fs_tree *base,
 	w->root->mtime = base->time;
 	rp.w = w;
 	pthread_mutex_lock(&w->lock);
+	/* Deletions first: a file may have replaced a deleted directory. */
+	rp.deletions = true;
 	err = hubfs_journal_list(w->journal, replay_row, &rp);
+	if (err >= 0) {
+		rp.deletions = false;
+		err = hubfs_journal_list(w->journal, replay_row, &rp);
+	}
 	pthread_mutex_unlock(&w->lock);
 	fs_tree_put(rp.tree);
 	if (err < 0) {

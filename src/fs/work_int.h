@@ -29,6 +29,8 @@ struct fs_stage {
 	unsigned int busy;		/* work lock: commits reading it */
 	unsigned int refs;		/* work lock */
 	bool orphan;			/* work lock: no journal row names it */
+	bool jdirty;			/* work lock: base_len or filled not
+					 * journaled yet */
 	/* Serialises the writers of one file (fill, write, truncate), so a
 	 * block being filled from its base never overwrites new bytes. */
 	pthread_mutex_t io;

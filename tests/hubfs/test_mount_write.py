@@ -3,7 +3,6 @@ renames, unlinks and fsync turn into, checked with git + git-lfs clones of
 the branch as the oracle."""
 
 import errno
-import json
 import os
 import subprocess
 import time
@@ -317,3 +316,19 @@ def test_moved_away_and_back_is_no_change(hub, repo, mount_factory):
     fsync(m.mnt)
     assert len(commits(hub, repo)) == n0
     assert pending(m) == []
+
+
+def test_a_pr_ref_is_writable(hub, mount_factory):
+    name = "tester/w-pr-ref"
+    hub.seed("seed-model", name, "--shards", "1", "--shard-size", "1MiB")
+    pr = hub.get("/api/models/%s/revision/refs%%2Fpr%%2F1" % name).json()
+    main = head(hub, name)
+    m = mount_factory(hub, name, "revision=refs/pr/1", token=WRITE)
+    write(m.path("review.txt"), b"looks good\n")
+    fsync(m.mnt)
+    now = hub.get("/api/models/%s/revision/refs%%2Fpr%%2F1" % name).json()
+    assert now["sha"] != pr["sha"]
+    assert head(hub, name) == main
+    log = hub.get("/api/models/%s/commits/refs%%2Fpr%%2F1" % name).json()
+    assert log[0]["title"] == "Upload review.txt"
+    assert log[1]["id"] == pr["sha"]

@@ -6,26 +6,20 @@ exactly once."""
 import errno
 import hashlib
 import os
-import subprocess
 import threading
 import time
 
 import pytest
 
 from conftest import WRITE
-from writeutil import (commits, fsync, head, read, repo, tree, wait_for,
+from writeutil import (commits, fsync, head, no_faults, read, repo,
+                       small_disk, tree, wait_for,
                        write)
 
-assert repo	# a fixture, used by name
+pytestmark = pytest.mark.usefixtures("no_faults")
+assert repo and small_disk and no_faults	# fixtures, used by name
 
 MiB = 1 << 20
-
-
-@pytest.fixture(autouse=True)
-def no_faults(hub):
-    hub.admin("DELETE", "/faults")
-    yield
-    hub.admin("DELETE", "/faults")
 
 
 def git_blob_id(data):
@@ -221,17 +215,6 @@ def test_commit_that_keeps_failing_reports_and_keeps_the_data(
     assert_on_branch(hub, repo, {"kept.bin": data})
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 24 MiB file system for the cache directory."""
-    d = tmp_path / "small"
-    d.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs",
-                    str(d)], check=True)
-    yield str(d)
-    subprocess.run(["umount", "-l", str(d)])
-
-
 def test_full_disk_while_staging_is_enospc(hub, repo, mount_factory,
                                            small_disk):
     m = mount_factory(hub, repo, "commit_delay=600000", "cache_size=4M",
@@ -243,15 +226,15 @@ def test_full_disk_while_staging_is_enospc(hub, repo, mount_factory,
     written = 0
     with pytest.raises(OSError) as e:
         with open(m.path("huge.bin"), "wb", buffering=0) as f:
-            for _ in range(64):
+            for _ in range(128):
                 f.write(chunk)
                 written += len(chunk)
     assert e.value.errno == errno.ENOSPC
-    assert 0 < written < 24 * MiB
+    assert 0 < written < 64 * MiB
     # What was written before is intact, the mount still works.
     assert read(m.path("small.txt")) == small
     got = read(m.path("huge.bin"))
-    assert got == (chunk * 64)[:len(got)]
+    assert got == (chunk * 128)[:len(got)]
     # Freeing the space lets the rest go through.
     os.unlink(m.path("huge.bin"))
     write(m.path("after.txt"), b"after\n")

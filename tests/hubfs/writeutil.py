@@ -28,6 +28,25 @@ def repo(hub, request):
 
 
 @pytest.fixture
+def no_faults(hub):
+    """No fault rule on the server before and after the test."""
+    hub.admin("DELETE", "/faults")
+    yield
+    hub.admin("DELETE", "/faults")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB file system, for a cache directory that fills up."""
+    d = tmp_path / "small"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs",
+                    str(d)], check=True)
+    yield str(d)
+    subprocess.run(["umount", "-l", str(d)])
+
+
+@pytest.fixture
 def git(tmp_path):
     g = Git(str(tmp_path / "githome"))
     g.run("lfs", "install", "--skip-repo")
