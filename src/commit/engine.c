@@ -10,9 +10,11 @@
  * leaves the branch as it was, and everything here can be run again.
  *
  * A file whose content the branch already holds at its path is left out
- * (huggingface_hub does the same, to avoid empty commits); so is one the
- * Hub marks shouldIgnore.  0-byte files are always inline: LFS storage
- * refuses empty objects.
+ * (huggingface_hub does the same, to avoid empty commits).  A file the
+ * Hub marks shouldIgnore (the repository's .gitignore) fails the whole
+ * commit with -EINVAL: huggingface_hub drops it silently, but a file
+ * system must not make a file vanish.  0-byte files are always inline:
+ * LFS storage refuses empty objects.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -174,8 +176,14 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 		struct hubfs_commit_file *f = &req->files[up_file[i]];
 
 		f->lfs = up[i].lfs && f->size > 0;
-		if (up[i].ignore ||
-		    strcmp(up[i].remote_oid, f->lfs ? f->sha256 : f->oid) == 0) {
+		if (up[i].ignore) {
+			hubfs_err_set("the Hub ignores %s (a .gitignore rule of "
+				      "the repository); rename or remove it",
+				      f->path);
+			err = -EINVAL;
+			goto out_free;
+		}
+		if (strcmp(up[i].remote_oid, f->lfs ? f->sha256 : f->oid) == 0) {
 			f->skipped = true;
 			continue;
 		}

@@ -1299,6 +1299,15 @@ static int write_refused(struct hubfs_fs *fs, const char *what)
 	return fs->write_err;
 }
 
+/* @n's name for a log line, copied under the work lock (a rename may
+ * free it). */
+static const char *wname(struct hubfs_fs *fs, struct fs_wnode *n,
+			 char buf[HUBFS_NAME_MAX + 1])
+{
+	fs_work_name(fs->work, n, buf, HUBFS_NAME_MAX + 1);
+	return buf;
+}
+
 /* Why a change to @in, not of the working tree, is refused: the mount's
  * own revision without write access, or a read-only one. */
 static int change_refused(struct hubfs_fs *fs, const struct fs_inode *in,
@@ -1319,6 +1328,7 @@ static void wnode_open(fuse_req_t req, struct hubfs_fs *fs,
 		       struct fs_inode *in, struct fuse_file_info *fi)
 {
 	bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
+	char nbuf[HUBFS_NAME_MAX + 1];
 	struct fs_file *f;
 	int err;
 
@@ -1340,7 +1350,7 @@ static void wnode_open(fuse_req_t req, struct hubfs_fs *fs,
 		err = fs_work_open_write(fs->work, in->w,
 					 (fi->flags & O_TRUNC) != 0);
 		if (err) {
-			hlog(LOG_ERR, "open %s: %s: %s", in->w->name,
+			hlog(LOG_ERR, "open %s: %s: %s", wname(fs, in->w, nbuf),
 			     strerror(-err), hubfs_err_or("no detail"));
 			hubfs_free(f);
 			fuse_reply_err(req, -err);
@@ -1414,6 +1424,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static int wnode_read_prepare(fuse_req_t req, struct hubfs_fs *fs,
 			      struct fs_file *f, size_t size, off_t off)
 {
+	char nbuf[HUBFS_NAME_MAX + 1];
 	struct fs_content c;
 	char *buf;
 	ssize_t n;
@@ -1464,7 +1475,7 @@ static int wnode_read_prepare(fuse_req_t req, struct hubfs_fs *fs,
 		return 1;
 	}
 	if (n < 0) {
-		hlog(LOG_ERR, "read %s at %lld: %s: %s", f->w->name,
+		hlog(LOG_ERR, "read %s at %lld: %s: %s", wname(fs, f->w, nbuf),
 		     (long long)off, strerror((int)-n),
 		     hubfs_err_or("no detail"));
 		fuse_reply_err(req, (int)-n);
@@ -2003,6 +2014,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 {
 	struct hubfs_fs *fs = req_fs(req);
 	struct fs_inode *in = inode_get(fs, ino);
+	char nbuf[HUBFS_NAME_MAX + 1];
 	struct stat st;
 	double timeout;
 	int err = 0;
@@ -2021,7 +2033,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
 	    ((to_set & FUSE_SET_ATTR_UID && attr->st_uid != fs->uid) ||
 	     (to_set & FUSE_SET_ATTR_GID && attr->st_gid != fs->gid))) {
-		hlog(LOG_ERR, "chown %s: the Hub keeps no owners", in->w->name);
+		hlog(LOG_ERR, "chown %s: the Hub keeps no owners",
+		     wname(fs, in->w, nbuf));
 		err = -EPERM;
 	}
 	if (!err && (to_set & FUSE_SET_ATTR_MODE)) {
@@ -2030,7 +2043,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 		if ((attr->st_mode & 07777) != want) {
 			hlog(LOG_ERR, "chmod %s to %04o: the Hub keeps no file "
-			     "modes (every file is %04o)", in->w->name,
+			     "modes (every file is %04o)",
+			     wname(fs, in->w, nbuf),
 			     (unsigned int)(attr->st_mode & 07777),
 			     (unsigned int)want);
 			err = -EPERM;
@@ -2045,8 +2059,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			err = fs_work_truncate(fs->work, in->w,
 					       (uint64_t)attr->st_size);
 		if (err && err != -EACCES && err != -EROFS)
-			hlog(LOG_ERR, "truncate %s: %s: %s", in->w->name,
-			     strerror(-err), hubfs_err_or("no detail"));
+			hlog(LOG_ERR, "truncate %s: %s: %s",
+			     wname(fs, in->w, nbuf), strerror(-err),
+			     hubfs_err_or("no detail"));
 	}
 	/* Times are accepted and not kept: the Hub has none per file. */
 	if (err) {
@@ -2065,6 +2080,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
 	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
 	size_t size = fuse_buf_size(in_buf);
 	struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+	char nbuf[HUBFS_NAME_MAX + 1];
 	char *buf;
 	ssize_t n;
 
@@ -2088,8 +2104,9 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
 	hubfs_free(buf);
 	if (n < 0) {
 		if (n != -ENOSPC && n != -EFBIG)
-			hlog(LOG_ERR, "write %s at %lld: %s: %s", f->w->name,
-			     (long long)off, strerror((int)-n),
+			hlog(LOG_ERR, "write %s at %lld: %s: %s",
+			     wname(fs, f->w, nbuf), (long long)off,
+			     strerror((int)-n),
 			     hubfs_err_or("no detail"));
 		fuse_reply_err(req, (int)-n);
 		return;

@@ -240,7 +240,8 @@ void fs_work_name(struct fs_work *w, struct fs_wnode *n, char *buf,
 		  size_t size);
 
 /* The committed content of a clean file, with a tree reference; -EAGAIN
- * when the file has local bytes (read it with fs_work_read()). */
+ * when the file has local bytes (read it with fs_work_read()), -ESTALE
+ * when it has neither (it left the tree). */
 int fs_work_content(struct fs_work *w, struct fs_wnode *n,
 		    struct fs_content *out);
 

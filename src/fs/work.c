@@ -706,8 +706,10 @@ int fs_work_content(struct fs_work *w, struct fs_wnode *n,
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&w->lock);
-	if (n->stage || !n->base.tree)
+	if (n->stage)
 		err = -EAGAIN;
+	else if (!n->base.tree)
+		err = -ESTALE;	/* dropped from the tree after a commit */
 	else
 		content_set(out, n->base.tree, n->base.node);
 	pthread_mutex_unlock(&w->lock);

@@ -166,3 +166,27 @@ def test_a_rebase_sees_changes_made_during_its_round(hub, repo,
     assert r.body == b'{"upstream": 1}\n'
     assert commits(hub, repo)[0]["title"] == "upstream config.json"
     assert read(m.path("config.json")) == b'{"local": 1}\n'
+
+
+def test_a_file_the_hub_ignores_fails_the_commit_and_stays(
+        hub, repo, mount_factory):
+    """The Hub answers shouldIgnore for paths of the repository's
+    .gitignore: the file is not silently dropped; the commit fails with a
+    log line naming it, and goes through once it is renamed."""
+    m = mount_factory(hub, repo, "commit_delay=600000", token=WRITE)
+    write(m.path(".gitignore"), b"*.tmp\n")
+    fsync(m.mnt)
+    n0 = len(commits(hub, repo))
+    write(m.path("scratch.tmp"), b"scratch\n")
+    write(m.path("kept.txt"), b"kept\n")
+    with pytest.raises(OSError) as e:
+        fsync(m.mnt)
+    assert e.value.errno == errno.EIO
+    assert "the Hub ignores scratch.tmp" in m.errors()
+    assert len(commits(hub, repo)) == n0
+    assert read(m.path("scratch.tmp")) == b"scratch\n"
+    os.rename(m.path("scratch.tmp"), m.path("scratch.txt"))
+    fsync(m.mnt)
+    assert len(commits(hub, repo)) == n0 + 1
+    t = tree(hub, repo)
+    assert "scratch.txt" in t and "kept.txt" in t and "scratch.tmp" not in t

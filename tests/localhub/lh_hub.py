@@ -18,8 +18,8 @@ import time
 import urllib.parse
 
 from lh_http import HubError, Handler
-from lh_store import (StoreError, GitAttributes, iso_date, lfs_pointer,
-                      SHA256_RE, HEX40_RE)
+from lh_store import (StoreError, GitAttributes, GitIgnore, iso_date,
+                      lfs_pointer, SHA256_RE, HEX40_RE)
 
 TYPE_PLURALS = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -641,6 +641,9 @@ class HubHandler(Handler):
         else:
             attrs = repo.gitattributes(commit)
         tree = repo.tree(commit)
+        e = tree.by_path.get(".gitignore")
+        ignore = GitIgnore(repo.read_blob(e["oid"]).decode("utf-8", "replace")
+                           if e is not None and e["type"] == "file" else "")
         out = []
         for f in files:
             try:
@@ -655,7 +658,8 @@ class HubHandler(Handler):
                 mode = "lfs"
             else:
                 mode = "regular"
-            d = {"path": f["path"], "uploadMode": mode, "shouldIgnore": False}
+            d = {"path": f["path"], "uploadMode": mode,
+                 "shouldIgnore": ignore.ignores(path)}
             e = tree.by_path.get(path)
             if e is not None and e["type"] == "file":
                 d["oid"] = e["lfs"]["oid"] if "lfs" in e else e["oid"]

@@ -125,6 +125,32 @@ def _glob_regex(pattern):
     return re.compile("^" + "".join(out) + "$")
 
 
+class GitIgnore:
+    """Which paths a .gitignore at the repository's root ignores (the
+    Hub's preupload answers shouldIgnore for them).  Plain patterns and
+    negations; no directory-only rules."""
+
+    def __init__(self, text):
+        self.rules = []
+        for line in (text or "").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            neg = line.startswith("!")
+            pattern = line[1:] if neg else line
+            anchored = "/" in pattern.rstrip("/")
+            self.rules.append((anchored, _glob_regex(pattern.lstrip("/")),
+                               not neg))
+
+    def ignores(self, path):
+        result = False
+        base = path.rsplit("/", 1)[-1]
+        for anchored, regex, ignore in self.rules:
+            if regex.match(path if anchored else base):
+                result = ignore
+        return result
+
+
 class GitAttributes:
     """Which paths a .gitattributes file sends through the LFS filter."""
 
