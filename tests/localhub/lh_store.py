@@ -125,41 +125,56 @@ def _glob_regex(pattern):
     return re.compile("^" + "".join(out) + "$")
 
 
-class GitIgnore:
+class _PathRules:
+    """Glob rules over repository paths, the last matching one wins (as
+    in .gitignore and .gitattributes): a pattern with a '/' is matched
+    against the whole path, one without against the last component."""
+
+    def __init__(self):
+        self.rules = []
+
+    def add(self, pattern, value):
+        anchored = "/" in pattern.rstrip("/")
+        self.rules.append((anchored, _glob_regex(pattern.lstrip("/")),
+                           value))
+
+    def value(self, path, default=False):
+        result = default
+        base = path.rsplit("/", 1)[-1]
+        for anchored, regex, value in self.rules:
+            if regex.match(path if anchored else base):
+                result = value
+        return result
+
+    @staticmethod
+    def lines(text):
+        for line in (text or "").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield line
+
+
+class GitIgnore(_PathRules):
     """Which paths a .gitignore at the repository's root ignores (the
     Hub's preupload answers shouldIgnore for them).  Plain patterns and
     negations; no directory-only rules."""
 
     def __init__(self, text):
-        self.rules = []
-        for line in (text or "").splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
+        super().__init__()
+        for line in self.lines(text):
             neg = line.startswith("!")
-            pattern = line[1:] if neg else line
-            anchored = "/" in pattern.rstrip("/")
-            self.rules.append((anchored, _glob_regex(pattern.lstrip("/")),
-                               not neg))
+            self.add(line[1:] if neg else line, not neg)
 
     def ignores(self, path):
-        result = False
-        base = path.rsplit("/", 1)[-1]
-        for anchored, regex, ignore in self.rules:
-            if regex.match(path if anchored else base):
-                result = ignore
-        return result
+        return self.value(path)
 
 
-class GitAttributes:
+class GitAttributes(_PathRules):
     """Which paths a .gitattributes file sends through the LFS filter."""
 
     def __init__(self, text):
-        self.rules = []
-        for line in (text or "").splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
+        super().__init__()
+        for line in self.lines(text):
             parts = line.split()
             pattern, attrs = parts[0], parts[1:]
             lfs = None
@@ -168,19 +183,11 @@ class GitAttributes:
                     lfs = True
                 elif a.startswith("filter=") or a in ("-filter", "!filter"):
                     lfs = False
-            if lfs is None:
-                continue
-            anchored = "/" in pattern.rstrip("/")
-            regex = _glob_regex(pattern.lstrip("/"))
-            self.rules.append((anchored, regex, lfs))
+            if lfs is not None:
+                self.add(pattern, lfs)
 
     def is_lfs(self, path):
-        result = False
-        base = path.rsplit("/", 1)[-1]
-        for anchored, regex, lfs in self.rules:
-            if regex.match(path if anchored else base):
-                result = lfs
-        return result
+        return self.value(path)
 
 
 class TreeIndex:
