@@ -187,6 +187,22 @@ static int kid_index(const struct fs_wnode *d, const char *name, bool *found)
 	return (int)lo;
 }
 
+/* Room for one more child of @d. */
+static int kid_reserve(struct fs_wnode *d)
+{
+	uint32_t cap = d->cap ? d->cap * 2 : 8;
+	struct fs_wnode **k;
+
+	if (d->nkids < d->cap)
+		return 0;
+	k = hubfs_realloc(d->kids, cap * sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	d->kids = k;
+	d->cap = cap;
+	return 0;
+}
+
 static int kid_insert(struct fs_wnode *d, struct fs_wnode *n)
 {
 	bool found;
@@ -194,15 +210,8 @@ static int kid_insert(struct fs_wnode *d, struct fs_wnode *n)
 
 	if (found)
 		return -EEXIST;
-	if (d->nkids == d->cap) {
-		uint32_t cap = d->cap ? d->cap * 2 : 8;
-		struct fs_wnode **k = hubfs_realloc(d->kids, cap * sizeof(*k));
-
-		if (!k)
-			return -ENOMEM;
-		d->kids = k;
-		d->cap = cap;
-	}
+	if (kid_reserve(d) != 0)
+		return -ENOMEM;
 	memmove(&d->kids[i + 1], &d->kids[i],
 		(d->nkids - (uint32_t)i) * sizeof(d->kids[0]));
 	d->kids[i] = n;
@@ -905,34 +914,34 @@ int fs_work_rmdir(struct fs_work *w, struct fs_wnode *dir, const char *name)
 }
 
 /*
- * Journal every file below @n (itself included) as moved from
- * @old_prefix to its current path.
+ * Journal the move of @n (and of everything below it) from @old_path to
+ * @new_path.  The tree itself is not changed here.
  */
 static int journal_moved(struct fs_work *w, struct fs_wnode *n,
-			 const char *old_path)
+			 const char *old_path, const char *new_path)
 {
-	char *path;
 	uint32_t i;
 	int err;
 
 	if (n->type == HUBFS_ENTRY_FILE) {
-		path = fs_wnode_path(n);
-		if (!path)
-			return -ENOMEM;
 		err = row_delete(w, old_path);
 		if (!err && (n->stage || n->base.tree))
-			err = row_put_file(w, n, path);
-		hubfs_free(path);
+			err = row_put_file(w, n, new_path);
 		return err;
 	}
 	err = materialize(n);
 	for (i = 0; !err && i < n->nkids; i++) {
-		char *old;
+		char *o, *p;
 
-		if (asprintf(&old, "%s/%s", old_path, n->kids[i]->name) < 0)
+		if (asprintf(&o, "%s/%s", old_path, n->kids[i]->name) < 0)
 			return -ENOMEM;
-		err = journal_moved(w, n->kids[i], old);
-		free(old);
+		if (asprintf(&p, "%s/%s", new_path, n->kids[i]->name) < 0) {
+			free(o);
+			return -ENOMEM;
+		}
+		err = journal_moved(w, n->kids[i], o, p);
+		free(o);
+		free(p);
 	}
 	return err;
 }
@@ -942,7 +951,8 @@ int fs_work_rename(struct fs_work *w, struct fs_wnode *dir, const char *name,
 		   unsigned int flags)
 {
 	struct fs_wnode *n, *t, *p;
-	char *old_path = NULL, *new_name = NULL, *old_name;
+	char *old_path = NULL, *new_dir_path = NULL, *new_path = NULL;
+	char *new_name = NULL;
 	int err = 0;
 
 	pthread_mutex_lock(&w->lock);
@@ -977,55 +987,52 @@ int fs_work_rename(struct fs_work *w, struct fs_wnode *dir, const char *name,
 		goto out_unlock;
 	}
 	old_path = fs_wnode_path(n);
+	new_dir_path = fs_wnode_path(ndir);
 	new_name = hubfs_strdup(nname);
-	if (!old_path || !new_name) {
+	if (!old_path || !new_dir_path || !new_name || kid_reserve(ndir) ||
+	    asprintf(&new_path, "%s%s%s", new_dir_path,
+		     *new_dir_path ? "/" : "", nname) < 0) {
+		new_path = NULL;
 		err = -ENOMEM;
 		goto out_unlock;
 	}
+	/* The journal first, in one transaction; the tree changes only once
+	 * it is committed, so a failure leaves both as they were. */
 	err = hubfs_journal_begin(w->journal);
 	if (err)
 		goto out_unlock;
-	if (t && t->type == HUBFS_ENTRY_FILE) {
-		char *tpath = fs_wnode_path(t);
-
-		err = tpath ? drop_file(w, t, tpath) : -ENOMEM;
-		hubfs_free(tpath);
+	if (t && t->type == HUBFS_ENTRY_FILE)
+		err = row_delete(w, new_path);
+	if (!err)
+		err = journal_moved(w, n, old_path, new_path);
+	if (!err)
+		err = hubfs_journal_commit(w->journal);
+	if (err) {
+		hubfs_journal_rollback(w->journal);
+		goto out_unlock;
 	}
-	if (err)
-		goto out_rollback;
 	if (t) {
+		if (t->type == HUBFS_ENTRY_FILE) {
+			t->dirty = false;
+			if (t->stage)
+				t->stage->orphan = true;
+		}
 		kid_remove(t);
+		t->replaced = true;
 		wnode_put_locked(w, t);
 	}
-	/* Move it, then journal every file below it at its new path. */
 	kid_remove(n);
 	keep_if_empty(dir);
-	old_name = n->name;
+	hubfs_free(n->name);
 	n->name = new_name;
 	new_name = NULL;
-	err = kid_insert(ndir, n);
-	if (err) {	/* cannot happen: the name is free now */
-		n->name = old_name;
-		kid_insert(dir, n);
-		goto out_rollback;
-	}
-	hubfs_free(old_name);
-	err = journal_moved(w, n, old_path);
-	if (err)
-		goto out_rollback;
-	err = hubfs_journal_commit(w->journal);
+	kid_insert(ndir, n);	/* cannot fail: materialized, name free */
 	dir->mtime = ndir->mtime = time(NULL);
-	goto out_unlock;
-
-out_rollback:
-	/* The journal is back as it was, but the tree is not: say so
-	 * loudly; a remount rebuilds the tree from the journal. */
-	hubfs_journal_rollback(w->journal);
-	hlog(LOG_ERR, "%s: rename of %s failed half-way (%s); remount to "
-	     "see the state that is kept", w->label, old_path, strerror(-err));
 out_unlock:
 	pthread_mutex_unlock(&w->lock);
 	hubfs_free(old_path);
+	hubfs_free(new_dir_path);
+	hubfs_free(new_path);
 	hubfs_free(new_name);
 	return err;
 }
