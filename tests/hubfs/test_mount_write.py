@@ -11,7 +11,7 @@ import pytest
 
 from conftest import READ, WRITE
 from writeutil import (SHARD1, clone, commits, fsync, git, head, js_commit,
-                       js_show, read, repo, sha256, wait_for, write)
+                       js_show, read, repo, sha256, tree, wait_for, write)
 
 assert git and repo	# fixtures, used by name
 
@@ -332,3 +332,31 @@ def test_a_pr_ref_is_writable(hub, mount_factory):
     log = hub.get("/api/models/%s/commits/refs%%2Fpr%%2F1" % name).json()
     assert log[0]["title"] == "Upload review.txt"
     assert log[1]["id"] == pr["sha"]
+
+
+def test_commit_message_template(hub, repo, mount_factory):
+    m = mount_factory(hub, repo, "commit_delay=600000",
+                      "commit_message=ckpt: {count} files; {first} first "
+                      "({default})", token=WRITE)
+    write(m.path("b.json"), b"{}\n")
+    write(m.path("a.json"), b"[]\n")
+    fsync(m.mnt)
+    c = commits(hub, repo)[0]
+    assert c["title"] == "ckpt: 2 files; a.json first (Upload 2 files)"
+    assert "updated: a.json" in c["message"]
+
+
+def test_commit_max_delay_commits_while_a_file_stays_open(hub, repo,
+                                                          mount_factory):
+    """A writer that never closes its file (a log, a long checkpoint
+    write) still gets commits, every commit_max_delay."""
+    m = mount_factory(hub, repo, "commit_delay=500",
+                      "commit_max_delay=1500", token=WRITE)
+    n0 = len(commits(hub, repo))
+    with open(m.path("train.log"), "wb", buffering=0) as f:
+        f.write(b"step 1\n")
+        # Open for writing: no quiet-period commit, but the maximum delay
+        # passes.
+        assert wait_for(lambda: len(commits(hub, repo)) > n0, 10)
+        f.write(b"step 2\n")
+    assert wait_for(lambda: tree(hub, repo)["train.log"]["size"] == 14, 15)
