@@ -108,6 +108,13 @@ struct ref_list {
 	unsigned int refs;	/* fs->refs_lock */
 };
 
+/* Open handles are listed, so that those the kernel never released (it
+ * drops pending releases when a mount goes away) are freed at exit. */
+struct fs_handle {
+	struct fs_handle *prev, *next;	/* fs->handles_lock */
+	bool dir;
+};
+
 struct hubfs_fs {
 	const struct hubfs_config *cfg;
 	struct hubfs_hub *hub;
@@ -139,10 +146,14 @@ struct hubfs_fs {
 	struct fs_work *work;
 	struct fs_tree *work_base;	/* until the working tree is built */
 	int write_err;			/* 0, or why writes are refused */
+
+	pthread_mutex_t handles_lock;
+	struct fs_handle handles;	/* handles_lock: list head */
 	uint64_t next_wino;		/* itab_lock */
 };
 
 struct fs_file {
+	struct fs_handle h;	/* first */
 	struct fs_tree *tree;	/* a reference: keeps node alive */
 	struct fs_node *node;
 	struct fs_wnode *w;	/* K_WNODE: a reference */
@@ -153,6 +164,7 @@ struct fs_file {
 };
 
 struct dir_handle {
+	struct fs_handle h;	/* first */
 	struct fs_tree *tree;	/* a reference, or NULL for .revisions */
 	struct fs_node *node;
 	struct fs_rev *rev;
@@ -160,6 +172,25 @@ struct dir_handle {
 	struct ref_list *refs;	/* .revisions: a reference */
 	struct fs_wnode *wdir;	/* K_WNODE: a reference */
 };
+
+static void handle_add(struct hubfs_fs *fs, struct fs_handle *h, bool dir)
+{
+	h->dir = dir;
+	pthread_mutex_lock(&fs->handles_lock);
+	h->next = fs->handles.next;
+	h->prev = &fs->handles;
+	h->next->prev = h;
+	fs->handles.next = h;
+	pthread_mutex_unlock(&fs->handles_lock);
+}
+
+static void handle_del(struct hubfs_fs *fs, struct fs_handle *h)
+{
+	pthread_mutex_lock(&fs->handles_lock);
+	h->prev->next = h->next;
+	h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->handles_lock);
+}
 
 static const char *const repo_type_plural[] = {
 	[HUBFS_REPO_MODEL] = "models",
@@ -1169,6 +1200,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fs_wnode_get(fs->work, d->wdir);
 		break;
 	}
+	handle_add(fs, &d->h, true);
 	fi->fh = (uintptr_t)d;
 	/* Immutable directories may be cached by the kernel. */
 	fi->cache_readdir = d->rev && rev_timeout(fs, d->rev) == FOREVER;
@@ -1274,17 +1306,23 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 	do_readdir(req, ino, size, off, fi, true);
 }
 
+static void file_free(struct hubfs_fs *fs, struct fs_file *f);
+
+static void dir_free(struct hubfs_fs *fs, struct dir_handle *d)
+{
+	handle_del(fs, &d->h);
+	fs_tree_put(d->tree);
+	refs_put(fs, d->refs);
+	if (d->wdir)
+		fs_wnode_put(fs->work, d->wdir);
+	hubfs_free(d);
+}
+
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-
 	(void)ino;
-	fs_tree_put(d->tree);
-	refs_put(req_fs(req), d->refs);
-	if (d->wdir)
-		fs_wnode_put(req_fs(req)->work, d->wdir);
-	hubfs_free(d);
+	dir_free(req_fs(req), (struct dir_handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1362,6 +1400,7 @@ static void wnode_open(fuse_req_t req, struct hubfs_fs *fs,
 	f->writer = write;
 	fs_wnode_get(fs->work, f->w);
 	pthread_mutex_init(&f->lock, NULL);
+	handle_add(fs, &f->h, false);
 	fi->fh = (uintptr_t)f;
 	/* The kernel's pages stay right: every change goes through it, and
 	 * a change upstream gives the file a new inode. */
@@ -1411,6 +1450,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fs_tree_get(f->tree);
 	f->node = in->node;
 	pthread_mutex_init(&f->lock, NULL);
+	handle_add(fs, &f->h, false);
 	fi->fh = (uintptr_t)f;
 	fi->keep_cache = 1;	/* the inode number changes with the content */
 	fuse_reply_open(req, fi);
@@ -1538,15 +1578,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+static void file_free(struct hubfs_fs *fs, struct fs_file *f)
 {
-	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
-
-	(void)ino;
+	handle_del(fs, &f->h);
 	if (f->w) {
-		struct hubfs_fs *fs = req_fs(req);
-
 		if (f->writer) {
 			fs_work_close_write(fs->work, f->w);
 			fs_commit_writers(fs->work, -1);
@@ -1557,6 +1592,13 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	fs_tree_put(f->tree);
 	pthread_mutex_destroy(&f->lock);
 	hubfs_free(f);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	file_free(req_fs(req), (struct fs_file *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1857,6 +1899,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	f->writer = true;
 	fs_wnode_get(fs->work, f->w);
 	pthread_mutex_init(&f->lock, NULL);
+	handle_add(fs, &f->h, false);
 	fi->fh = (uintptr_t)f;
 	fi->keep_cache = 1;
 	fill_entry(fs, in, &e);
@@ -2417,6 +2460,8 @@ int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
 	pthread_mutex_init(&fs->revs_lock, NULL);
 	pthread_mutex_init(&fs->itab_lock, NULL);
 	pthread_mutex_init(&fs->refs_lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
+	fs->handles.next = fs->handles.prev = &fs->handles;
 	type = repo_type_plural[cfg->repo_type];
 	n = strlen(cfg->endpoint) + strlen(type) + strlen(cfg->repo_namespace) +
 	    strlen(cfg->repo_name) + 4;
@@ -2564,6 +2609,15 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 			fuse_remove_signal_handlers(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	/* Handles whose release never came; no FUSE thread runs now. */
+	while (fs->handles.next != &fs->handles) {
+		struct fs_handle *h = fs->handles.next;
+
+		if (h->dir)
+			dir_free(fs, (struct dir_handle *)h);
+		else
+			file_free(fs, (struct fs_file *)h);
+	}
 	for (i = 0; i < ITAB_SIZE; i++) {
 		struct fs_inode *in = fs->itab[i], *nx;
 
@@ -2585,6 +2639,7 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 	if (fs->refs && --fs->refs->refs == 0)
 		refs_free(fs->refs);
 	pthread_mutex_destroy(&fs->refs_lock);
+	pthread_mutex_destroy(&fs->handles_lock);
 	pthread_mutex_destroy(&fs->itab_lock);
 	pthread_mutex_destroy(&fs->revs_lock);
 	hubfs_free(fs->repo_key);
