@@ -253,8 +253,12 @@ static int snap_row(void *arg, const struct hubfs_jchange *c)
 	struct fs_wnode *n = NULL;
 
 	if (c->deleted) {
+		/* Nothing to delete, unless an earlier attempt whose fate
+		 * is unknown added the file: then keep the row for later. */
+		if ((!b || b->type != HUBFS_ENTRY_FILE) && w->attempting)
+			return list_add(&s->kept, &s->nkept, c->path);
 		if (!b || b->type != HUBFS_ENTRY_FILE)
-			return snap_idle(s, c->path);	/* nothing to delete */
+			return snap_idle(s, c->path);
 	} else {
 		n = fs_work_find(w, c->path);
 		if (!n || n->type != HUBFS_ENTRY_FILE || !n->dirty) {
@@ -989,6 +993,9 @@ static void *committer_main(void *arg)
 				cs->failures = 0;
 				cs->retry_at = 0;
 				cs->pending_since = pending(w) ? now_ms() : 0;
+				/* What is left waits a quiet period again, so
+				 * a round that cannot take it does not spin. */
+				cs->quiet_since = now_ms();
 			} else if (err == -ESTALE) {
 				cs->conflict = true;
 				cs->seen = w->changes;
