@@ -13,73 +13,27 @@ import http.server
 import json
 import os
 import random
-import subprocess
 import threading
 import time
 import urllib.parse
 
 import pytest
 
-from conftest import CAROL, READ, ROOT, WRITE, http_request
+from probeutil import needs_probe, run_probe
+from conftest import CAROL, READ, WRITE, http_request
 
-BUILD = os.environ.get("HUBFS_BUILD_DIR", "build")
-if not os.path.isabs(BUILD):
-    BUILD = os.path.join(ROOT, BUILD)
-PROBE = os.path.join(BUILD, "tests", "tools", "hub_probe")
-
-pytestmark = pytest.mark.skipif(
-    not os.access(PROBE, os.X_OK),
-    reason="%s is not built (cmake --build with HUBFS_BUILD_TESTS=ON, "
-           "or set HUBFS_BUILD_DIR)" % PROBE)
+pytestmark = needs_probe
 
 MODEL = "tester/model1"
 SHARD1 = "model-00001-of-00002.safetensors"
 SPACES = "notes/changes with spaces #1.md"
-SANITIZER_WORDS = ("Sanitizer", "runtime error", "LeakSanitizer")
-
-
-class Run:
-    def __init__(self, proc, elapsed):
-        self.rc = proc.returncode
-        self.out = proc.stdout
-        self.err = proc.stderr.decode("utf-8", "replace")
-        self.elapsed = elapsed
-
-    @property
-    def lines(self):
-        return self.out.decode().splitlines()
-
-    def stats(self):
-        for line in self.err.splitlines():
-            if line.startswith("stats: "):
-                return {k: int(v) for k, v in
-                        (kv.split("=") for kv in line[7:].split())}
-        raise AssertionError("no stats in %r" % self.err)
-
-    def __repr__(self):
-        return "<Run rc=%d err=%r>" % (self.rc, self.err[-2000:])
 
 
 def probe(endpoint, *args, token=None, rtype="model", repo=MODEL,
           opts=("--retries", "3", "--backoff-ms", "10"), timeout=60):
-    """Run hub_probe; the token goes through the environment only."""
-    env = dict(os.environ)
-    cmd = [PROBE, "--stats"] + list(opts)
-    if token is not None:
-        env["HUB_PROBE_TOKEN"] = token
-        cmd += ["--token-env", "HUB_PROBE_TOKEN"]
-    cmd += [endpoint, rtype, repo] + [str(a) for a in args]
-    t0 = time.time()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       env=env, timeout=timeout)
-    r = Run(p, time.time() - t0)
-    for word in SANITIZER_WORDS:
-        assert word not in r.err, r.err
-    assert r.rc in (0, 1), r
-    if token:
-        assert token not in r.err, "the token leaked to stderr"
-        assert token.encode() not in r.out
-    return r
+    """Run hub_probe on one repository."""
+    return run_probe([endpoint, rtype, repo] + list(args), token=token,
+                     opts=opts, timeout=timeout)
 
 
 # --- server-side views -------------------------------------------------------

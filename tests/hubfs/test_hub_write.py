@@ -17,7 +17,6 @@ import http.server
 import itertools
 import json
 import os
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -25,19 +24,11 @@ import uuid
 
 import pytest
 
-from conftest import BOB, READ, ROOT, WRITE, Git, LocalHub, http_request
+from probeutil import needs_probe, run_probe
+from conftest import BOB, READ, WRITE, Git, LocalHub, http_request
 
-BUILD = os.environ.get("HUBFS_BUILD_DIR", "build")
-if not os.path.isabs(BUILD):
-    BUILD = os.path.join(ROOT, BUILD)
-PROBE = os.path.join(BUILD, "tests", "tools", "hub_probe")
+pytestmark = needs_probe
 
-pytestmark = pytest.mark.skipif(
-    not os.access(PROBE, os.X_OK),
-    reason="%s is not built (cmake --build with HUBFS_BUILD_TESTS=ON, "
-           "or set HUBFS_BUILD_DIR)" % PROBE)
-
-SANITIZER_WORDS = ("Sanitizer", "runtime error", "LeakSanitizer")
 FAST = ("--retries", "4", "--backoff-ms", "10")
 MiB = 1 << 20
 DEFAULT_MULTIPART = {"multipart_threshold": 64 * MiB,
@@ -46,48 +37,10 @@ ESTALE = "Stale file handle"
 EACCES = "Permission denied"
 
 
-class Run:
-    def __init__(self, proc, elapsed):
-        self.rc = proc.returncode
-        self.out = proc.stdout
-        self.err = proc.stderr.decode("utf-8", "replace")
-        self.elapsed = elapsed
-
-    @property
-    def lines(self):
-        return self.out.decode().splitlines()
-
-    def stats(self):
-        for line in self.err.splitlines():
-            if line.startswith("stats: "):
-                return {k: int(v) for k, v in
-                        (kv.split("=") for kv in line[7:].split())}
-        raise AssertionError("no stats in %r" % self.err)
-
-    def __repr__(self):
-        return "<Run rc=%d err=%r>" % (self.rc, self.err[-3000:])
-
-
 def probe(endpoint, repo, *args, token=WRITE, opts=FAST, timeout=120):
-    """Run hub_probe on a model repo; the token goes through the
-    environment only, and must never come out."""
-    env = dict(os.environ)
-    cmd = [PROBE, "--stats"] + list(opts)
-    if token is not None:
-        env["HUB_PROBE_TOKEN"] = token
-        cmd += ["--token-env", "HUB_PROBE_TOKEN"]
-    cmd += [endpoint, "model", repo] + [str(a) for a in args]
-    t0 = time.time()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       env=env, timeout=timeout)
-    r = Run(p, time.time() - t0)
-    for word in SANITIZER_WORDS:
-        assert word not in r.err, r.err
-    assert r.rc in (0, 1), r
-    if token:
-        assert token not in r.err, "the token leaked to stderr"
-        assert token.encode() not in r.out
-    return r
+    """Run hub_probe on a model repo."""
+    return run_probe([endpoint, "model", repo] + list(args), token=token,
+                     opts=opts, timeout=timeout)
 
 
 class Writer:
