@@ -18,20 +18,31 @@
  *  2. Snapshot: under the work lock, read every journal row, record the
  *     attempt (its marker and the journal's generation), and mark each
  *     stage in it busy: writers of those files wait until the round ends,
- *     so what is hashed is what is sent.
+ *     so what is hashed is what is sent.  Rows that change nothing (a
+ *     file moved away and back) are removed; rows that cannot be sent
+ *     now are given a newer generation, so that they stay pending.
  *  3. Make the commit (src/commit/engine.c).
  *  4. Landed: the rows of the snapshot that did not change since are
  *     removed, the new commit becomes the base, the committed bytes go
  *     into the block cache (read-your-writes without a download), and
  *     the working tree follows the new commit's tree.
- *     -ESTALE (the branch moved): if the commits upstream touched none of
- *     the paths being committed, rebase (the branch head becomes the
- *     base) and go again; otherwise it is a conflict: the round fails
- *     with -ESTALE, everything stays staged and shown, and no round runs
- *     again on its own until something changes.
+ *     -ESTALE (the branch moved, maybe by this very attempt when a retry
+ *     followed a lost answer: settling again tells): if the commits
+ *     upstream touched none of the paths of any pending change, rebase
+ *     (the branch head becomes the base) and go again; otherwise it is a
+ *     conflict: the round fails with -ESTALE, everything stays staged
+ *     and shown, the conflicting paths are kept for user.hubfs.pending,
+ *     and no round runs again on its own until something changes or
+ *     fs_commit_resolve() settles a path ("ours": the row records the
+ *     upstream content it may overwrite; "theirs": the change is
+ *     dropped).
  *
  * A waiter is served by the first round that starts after it asked, and
  * gets that round's result.
+ *
+ * Between rounds, with nothing pending and no file open for writing, the
+ * thread looks at the branch every `refresh` seconds and moves the
+ * working tree to a commit someone else pushed (follow()).
  *
  * Locks: the work lock (w->lock) guards everything in struct
  * fs_commit_state; it is never held across the Hub calls of a round.
