@@ -1,7 +1,8 @@
 #!/bin/bash
 # The demo: build hubfs, start the bundled local Hub with a seeded model
 # repository (branches, tags, LFS safetensors shards), mount it with hubfs
-# and look around.  Runs offline on a fresh Debian 12 machine, as root.
+# and look around, then mount it writable and commit a checkpoint.  Runs
+# offline on a fresh Debian 12 machine, as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh >/dev/null
@@ -45,5 +46,23 @@ say "diff -r mnt/.revisions/v1.0 mnt/.revisions/main"
 diff -r mnt/.revisions/v1.0 mnt/.revisions/main || true
 say "sha256sum mnt/model-00002-of-00002.safetensors mnt/.revisions/v1.0/model-00002-of-00002.safetensors"
 sha256sum mnt/model-00002-of-00002.safetensors mnt/.revisions/v1.0/model-00002-of-00002.safetensors
+say "fusermount3 -u mnt"
+fusermount3 -u mnt
+
+# Writing: the same branch, mounted with a token that may write to it.
+say "HF_TOKEN=hf_localhub_demo_write hubfs demo/tiny-llama mnt -o endpoint=$hub,cache_dir=$work/cache"
+HF_TOKEN=hf_localhub_demo_write "$OLDPWD/build/hubfs" demo/tiny-llama mnt \
+	-o "endpoint=$hub,cache_dir=$work/cache"
+say "mkdir -p mnt/checkpoints/step-100 && echo '{\"step\": 100}' > mnt/checkpoints/step-100/trainer_state.json"
+mkdir -p mnt/checkpoints/step-100
+echo '{"step": 100}' > mnt/checkpoints/step-100/trainer_state.json
+say "head -c 4M /dev/urandom > mnt/checkpoints/step-100/optimizer.bin"
+head -c 4M /dev/urandom > mnt/checkpoints/step-100/optimizer.bin
+say "sync mnt   # returns once the commit is on the branch"
+sync mnt
+say "getfattr -n user.hubfs.commit mnt; curl $hub/api/models/demo/tiny-llama/commits/main   # the newest commit"
+getfattr -n user.hubfs.commit mnt
+curl -s "$hub/api/models/demo/tiny-llama/commits/main" | /usr/bin/python3 -c \
+	'import json,sys; c=json.load(sys.stdin)[0]; print(c["id"][:12], c["title"])'
 say "fusermount3 -u mnt"
 fusermount3 -u mnt
