@@ -263,9 +263,10 @@ class Mount:
     def stop(self, timeout=30):
         if self.proc is None:
             return self.returncode
-        if os.path.ismount(self.mnt):
-            subprocess.run(["fusermount3", "-u", "-z", self.mnt],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Also when the daemon died: its dead mount (ENOTCONN) is not
+        # ismount(), but is still there.
+        subprocess.run(["fusermount3", "-u", "-z", self.mnt],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

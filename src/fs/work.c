@@ -473,13 +473,6 @@ static int ensure_stage(struct fs_work *w, struct fs_wnode *n)
 	return err;
 }
 
-/* Wait until no commit is reading @st.  Work lock held. */
-static void stage_wait_idle(struct fs_work *w, struct fs_stage *st)
-{
-	while (st->busy)
-		pthread_cond_wait(&w->cond, &w->lock);
-}
-
 /* Read bytes [@off, @off + @len) of committed content.  No lock held. */
 int fs_work_read_content(struct fs_work *w, const struct fs_content *base,
 			 void *buf, size_t len, uint64_t off)
@@ -1138,7 +1131,9 @@ static int stage_for_write(struct fs_work *w, struct fs_wnode *n,
 		err = ensure_stage(w, n);
 		if (err || !n->stage->busy)
 			break;
-		stage_wait_idle(w, n->stage);
+		/* A commit reads it.  When it lands the stage may go (the
+		 * file is clean then): look at n->stage afresh. */
+		pthread_cond_wait(&w->cond, &w->lock);
 	}
 	if (!err) {
 		*out = n->stage;
