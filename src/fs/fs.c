@@ -1530,52 +1530,67 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+	struct hubfs_fs *fs = req_fs(req);
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
+	char nbuf[HUBFS_NAME_MAX + 1];
+	struct fs_object *obj;
 	size_t len = 0;
+	bool hold;
 	int fd = -1, err;
 
 	(void)ino;
 	hubfs_err_clear();
 	if (f->w) {
-		err = wnode_read_prepare(req, req_fs(req), f, size, off);
+		err = wnode_read_prepare(req, fs, f, size, off);
 		if (err <= 0)
 			return;	/* replied */
 	}
+	/* A working-tree file's object may be swapped by another read of
+	 * this handle (the file was committed meanwhile): hold this one.
+	 * Other handles keep theirs until release. */
 	pthread_mutex_lock(&f->lock);
-	fs_reader_advise(f->obj, &f->stream, (uint64_t)off, size);
+	obj = f->obj;
+	hold = f->w != NULL;
+	if (hold)
+		fs_object_get(obj);
+	fs_reader_advise(obj, &f->stream, (uint64_t)off, size);
 	pthread_mutex_unlock(&f->lock);
-	err = fs_reader_prepare(f->obj, (uint64_t)off, size, &fd, &len);
+	err = fs_reader_prepare(obj, (uint64_t)off, size, &fd, &len);
 	if (err == -ENOSPC) {
 		/* The cache is full of files in use: read around it. */
 		char *buf = hubfs_malloc(size);
-		ssize_t n = buf ? fs_reader_read_direct(f->obj, buf, size,
+		ssize_t n = buf ? fs_reader_read_direct(obj, buf, size,
 							(uint64_t)off)
 				: -ENOMEM;
-		if (n >= 0) {
+		if (n >= 0)
 			fuse_reply_buf(req, buf, (size_t)n);
-			hubfs_free(buf);
-			return;
-		}
 		hubfs_free(buf);
-		err = (int)n;
+		err = n >= 0 ? 0 : (int)n;
+		if (!err)
+			goto out_put;
 	}
 	if (err) {
 		/* A reader that waited for another's fetch has no detail. */
-		hlog(LOG_ERR, "read %s at %lld: %s: %s", f->node->path,
+		hlog(LOG_ERR, "read %s at %lld: %s: %s",
+		     f->w ? wname(fs, f->w, nbuf) : f->node->path,
 		     (long long)off, strerror(-err),
 		     hubfs_err_or("fetched by another reader"));
 		fuse_reply_err(req, -err);
-		return;
+		goto out_put;
 	}
 	if (len == 0) {
 		fuse_reply_buf(req, NULL, 0);
-		return;
+		goto out_put;
 	}
 	bv.buf[0].size = len;
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	bv.buf[0].fd = fd;
 	bv.buf[0].pos = off;
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+out_put:
+	/* Not f->w: once replied to, the handle may be released. */
+	if (hold)
+		fs_object_put(obj);
 }
 
 static void file_free(struct hubfs_fs *fs, struct fs_file *f)

@@ -122,6 +122,7 @@ void fs_reader_free(struct fs_reader *reader);
  */
 int fs_reader_open(struct fs_object **out, struct fs_reader *reader,
 		   const struct fs_tree *tree, const struct fs_node *node);
+void fs_object_get(struct fs_object *obj);
 void fs_object_put(struct fs_object *obj);
 
 /*

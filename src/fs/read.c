@@ -739,6 +739,13 @@ int fs_reader_open(struct fs_object **out, struct fs_reader *r,
 	return 0;
 }
 
+void fs_object_get(struct fs_object *obj)
+{
+	pthread_mutex_lock(&obj->reader->lock);
+	obj->refs++;
+	pthread_mutex_unlock(&obj->reader->lock);
+}
+
 void fs_object_put(struct fs_object *obj)
 {
 	struct fs_reader *r;
