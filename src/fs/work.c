@@ -1010,16 +1010,17 @@ int fs_work_rename(struct fs_work *w, struct fs_wnode *dir, const char *name,
 			if (t->stage)
 				t->stage->orphan = true;
 		}
+		/* As after unlink: handles still open on it keep working
+		 * on bytes no one else sees. */
 		kid_remove(t);
-		t->replaced = true;
 		wnode_put_locked(w, t);
 	}
 	kid_remove(n);
-	keep_if_empty(dir);
 	hubfs_free(n->name);
 	n->name = new_name;
 	new_name = NULL;
 	kid_insert(ndir, n);	/* cannot fail: materialized, name free */
+	keep_if_empty(dir);
 	dir->mtime = ndir->mtime = time(NULL);
 out_unlock:
 	pthread_mutex_unlock(&w->lock);
