@@ -1173,12 +1173,31 @@ static int stage_lock(struct fs_work *w, struct fs_wnode *n,
 	return 0;
 }
 
+/*
+ * Undo stage_lock() after a write or truncate that ended with @err:
+ * journal the filled bits (also after a failure: a block filled before
+ * it must be known), release the locks and the reference.  Returns @err,
+ * or the journal's error.
+ */
+static int stage_unlock(struct fs_work *w, struct fs_wnode *n,
+			struct fs_stage *st, int err)
+{
+	int jerr = stage_journal(w, n);
+
+	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(&st->io);
+	pthread_mutex_lock(&w->lock);
+	fs_stage_put(w, st);
+	pthread_mutex_unlock(&w->lock);
+	return err ? err : jerr;
+}
+
 ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 		      size_t size, uint64_t off)
 {
 	struct fs_stage *st;
 	uint64_t end = off + size, first, last, i;
-	int err, jerr;
+	int err;
 
 	if (size == 0)
 		return 0;
@@ -1224,22 +1243,14 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 		n->mtime = time(NULL);
 		w->changes++;
 	}
-	/* Also after a failure: a block filled before it must be known. */
-	jerr = stage_journal(w, n);
-	if (!err)
-		err = jerr;
-	pthread_mutex_unlock(&w->lock);
-	pthread_mutex_unlock(&st->io);
-	pthread_mutex_lock(&w->lock);
-	fs_stage_put(w, st);
-	pthread_mutex_unlock(&w->lock);
+	err = stage_unlock(w, n, st, err);
 	return err ? err : (ssize_t)size;
 }
 
 int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
 {
 	struct fs_stage *st;
-	int err, jerr;
+	int err;
 
 	if (size > HUBFS_SIZE_MAX)
 		return -EFBIG;
@@ -1266,15 +1277,7 @@ int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
 		n->mtime = time(NULL);
 		w->changes++;
 	}
-	jerr = stage_journal(w, n);
-	if (!err)
-		err = jerr;
-	pthread_mutex_unlock(&w->lock);
-	pthread_mutex_unlock(&st->io);
-	pthread_mutex_lock(&w->lock);
-	fs_stage_put(w, st);
-	pthread_mutex_unlock(&w->lock);
-	return err;
+	return stage_unlock(w, n, st, err);
 }
 
 /* --- building, replaying, following a new base -------------------------------- */
