@@ -50,11 +50,13 @@
 
 #include "hubfs/cache.h"
 #include "hubfs/config.h"
+#include "hubfs/ctl.h"
 #include "hubfs/err.h"
 #include "hubfs/fs.h"
 #include "hubfs/hub.h"
 #include "hubfs/log.h"
 #include "hubfs/mem.h"
+#include "hubfs/notify.h"
 
 #define EXIT_USAGE 2
 
@@ -72,6 +74,7 @@ static const struct option long_options[] = {
 static const char usage_text[] =
 	"usage: hubfs [OPTIONS] SOURCE MOUNTPOINT\n"
 	"       hubfs --print-config [OPTIONS] SOURCE MOUNTPOINT\n"
+	"       hubfs COMMAND [ARGS]     (a running mount; PATH is in it)\n"
 	"\n"
 	"Mount a Hugging Face Hub repository as a directory.\n"
 	"\n"
@@ -112,6 +115,9 @@ static const char usage_text[] =
 	"  refresh=SECONDS      re-resolve a branch this often; 0 = never\n"
 	"                       (default: 30, at most 86400)\n"
 	"  debug                same as -d\n"
+	"  log_level=LEVEL      error, warning, notice (default), info or\n"
+	"                       debug (debug traces every HTTP request)\n"
+	"  metrics_file=PATH    write Prometheus metrics to PATH every 15 s\n"
 	"  foreground           same as -f\n"
 	"  max_read=N           for FUSE: largest read request, bytes\n"
 	"  default_permissions  for FUSE: the kernel checks permissions\n"
@@ -125,6 +131,22 @@ static const char usage_text[] =
 	"$HF_TOKEN_PATH, else $HF_HOME/token, else\n"
 	"$XDG_CACHE_HOME/huggingface/token, else\n"
 	"~/.cache/huggingface/token.  No token means anonymous access.\n"
+	"\n"
+	"Commands for a running mount:\n"
+	"  status PATH          what is mounted, at which commit; counters\n"
+	"  metrics PATH         the counters in Prometheus text format\n"
+	"  pending PATH         changes staged and not committed yet\n"
+	"  commit PATH          commit them now (retries failed ones), wait\n"
+	"  resolve ours|theirs PATH...\n"
+	"                       settle a conflict at a file, or all at the\n"
+	"                       mount root\n"
+	"  prefetch [-j N] [-q] PATH...\n"
+	"                       read files (directories: every file below)\n"
+	"                       into the cache, N at a time (default 4)\n"
+	"  cache show|gc|clear [--max SIZE] PATH|CACHE_DIR\n"
+	"                       the cache's use; gc releases stray disk\n"
+	"                       space and with --max evicts down to SIZE;\n"
+	"                       clear evicts every block not in use\n"
 	"\n"
 	"Exit status: 0 success, 1 failure, 2 usage error.\n";
 
@@ -266,6 +288,9 @@ static void print_config(const struct hubfs_config *cfg)
 	printf("foreground=%s\n", yes_no(cfg->foreground));
 	printf("mountpoint=%s\n", cfg->mountpoint);
 	printf("fuse_opts=%s\n", or_none(cfg->fuse_opts));
+	printf("log_level=%s\n",
+	       hubfs_config_level_name(hubfs_config_log_level(cfg)));
+	printf("metrics_file=%s\n", or_none(cfg->metrics_file));
 }
 
 /* Create @path and its parents (mode 0700 for new ones). */
@@ -394,7 +419,7 @@ static int run_mount(const struct hubfs_config *cfg)
 	hopts.repo_type = cfg->repo_type;
 	hopts.repo_namespace = cfg->repo_namespace;
 	hopts.repo_name = cfg->repo_name;
-	hopts.trace = cfg->debug;
+	hopts.trace = hubfs_config_log_level(cfg) == LOG_DEBUG;
 	err = hubfs_hub_new(&hub, &hopts);
 	if (err) {
 		report(fd, "hubfs: %s", hubfs_err_or(strerror(-err)));
@@ -419,6 +444,8 @@ static int run_mount(const struct hubfs_config *cfg)
 		goto out_free_fs;
 	}
 	report(fd, "ready");
+	hubfs_notifyf("READY=1\nMAINPID=%ld\nSTATUS=Mounted %s on %s",
+		      (long)getpid(), cfg->repo_name, cfg->mountpoint);
 	if (fd >= 0) {
 		close(fd);
 		fd = -1;
@@ -427,6 +454,7 @@ static int run_mount(const struct hubfs_config *cfg)
 	}
 	err = hubfs_fs_loop(fs);
 	status = err ? EXIT_FAILURE : EXIT_SUCCESS;
+	hubfs_notify("STOPPING=1\nSTATUS=Unmounted; stopping");
 out_free_fs:
 	hubfs_fs_free(fs);
 out_close_cache:
@@ -448,6 +476,13 @@ int main(int argc, char **argv)
 	enum action action;
 	char summary[1024];
 	int status = EXIT_FAILURE, err;
+	const char *prog = strrchr(argv[0], '/');
+
+	/* mount(8)'s helper names always mean a mount. */
+	prog = prog ? prog + 1 : argv[0];
+	if (argc >= 2 && strncmp(prog, "mount.", 6) != 0 &&
+	    hubfs_ctl_is_command(argv[1]))
+		return hubfs_ctl_main(argc - 1, argv + 1);
 
 	err = parse_args(&action, &cfg, argc, argv);
 	if (err == -ENOMEM) {
@@ -481,7 +516,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	hubfs_log_set_level(cfg.debug ? LOG_DEBUG : LOG_NOTICE);
+	hubfs_log_set_level(hubfs_config_log_level(&cfg));
+	hubfs_log_detect_journal();
 	if (cfg.token_file_exposed)
 		hlog(LOG_WARNING, "%s can be read by other users",
 		     cfg.token_source);

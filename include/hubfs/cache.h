@@ -140,6 +140,26 @@ struct hubfs_cache_stats {
 void hubfs_cache_get_stats(struct hubfs_cache *cache,
 			   struct hubfs_cache_stats *out);
 
+/*
+ * Evict the least recently used blocks of objects that no process has
+ * open until at most @max_bytes of block data remain, or nothing more
+ * can go (blocks of open objects stay: that is not an error).  0 evicts
+ * everything that is not in use.  *@freed: the bytes of block data
+ * evicted.
+ */
+int hubfs_cache_trim(struct hubfs_cache *cache, uint64_t max_bytes,
+		     uint64_t *freed);
+
+/*
+ * Release disk space that no block row accounts for, in data files no
+ * process has open: files of objects without blocks are deleted, and
+ * bytes of blocks without a row are punched out.  Such bytes are left by
+ * a crash between an eviction and its file work, or by an interrupted
+ * fetch.  *@files: files deleted; *@bytes: disk bytes released.
+ */
+int hubfs_cache_sweep(struct hubfs_cache *cache, uint64_t *files,
+		      uint64_t *bytes);
+
 /* CRC-32C (Castagnoli) of @len bytes, continuing from @crc (0 to start). */
 uint32_t hubfs_crc32c(uint32_t crc, const void *data, size_t len);
 

@@ -86,6 +86,10 @@ struct hubfs_config {
 	bool foreground;
 	char *mountpoint;	/* as given on the command line */
 
+	/* Operation. */
+	int log_level;		/* LOG_ERR..LOG_DEBUG; -1: by debug */
+	char *metrics_file;	/* absolute path, or NULL */
+
 	/*
 	 * Options hubfs does not interpret but hands to libfuse, comma
 	 * separated in the order given ("max_read=131072,default_permissions");
@@ -102,6 +106,7 @@ struct hubfs_config {
 		.cache_size = HUBFS_CONFIG_CACHE_SIZE_DEFAULT,             \
 		.refresh = HUBFS_CONFIG_REFRESH_DEFAULT,                   \
 		.commit_quiet_ms = 2000, .commit_max_delay_ms = 30000,     \
+		.log_level = -1,                                           \
 	}
 
 /*
@@ -144,9 +149,11 @@ int hubfs_config_parse_source(struct hubfs_config *cfg, const char *source);
  *
  *	revision=REV endpoint=URL token_file=PATH cache_dir=ABSPATH
  *	cache_size=N[K|M|G|T|KiB|MiB|GiB|TiB] ro rw allow_other uid=N gid=N
- *	refresh=SECONDS debug foreground
+ *	refresh=SECONDS debug foreground log_level=LEVEL
+ *	metrics_file=ABSPATH
  *
- * debug implies foreground, as -d does for libfuse.
+ * debug implies foreground, as -d does for libfuse.  LEVEL is error,
+ * warning, notice, info or debug.
  * Options mount(8), mount.fuse3 or an fstab line may carry are accepted
  * and ignored (_netdev, nofail, auto, noauto, user, user=NAME, nouser,
  * users, defaults, dev, nodev, suid, nosuid, exec, noexec, atime, noatime,
@@ -160,6 +167,15 @@ int hubfs_config_parse_source(struct hubfs_config *cfg, const char *source);
  * -ENOMEM.
  */
 int hubfs_config_parse_opts(struct hubfs_config *cfg, const char *optstring);
+
+/*
+ * The log threshold @cfg asks for: log_level= if given, else LOG_DEBUG
+ * with debug, else LOG_NOTICE.
+ */
+int hubfs_config_log_level(const struct hubfs_config *cfg);
+
+/* The name of syslog level @level ("error", "warning", ...). */
+const char *hubfs_config_level_name(int level);
 
 /* Fill @env from the process environment and geteuid(). */
 void hubfs_config_env_read(struct hubfs_env *env);

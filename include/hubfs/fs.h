@@ -21,6 +21,9 @@
 #ifndef HUBFS_FS_H
 #define HUBFS_FS_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "hubfs/cache.h"
 #include "hubfs/config.h"
 #include "hubfs/hub.h"
@@ -45,6 +48,34 @@ int hubfs_fs_mount(struct hubfs_fs *fs);
  * SIGINT, SIGTERM or SIGHUP.  Returns 0 or -errno.
  */
 int hubfs_fs_loop(struct hubfs_fs *fs);
+
+/* What a running mount reports: user.hubfs.status, user.hubfs.metrics. */
+struct hubfs_fs_stats {
+	const char *repo;		/* "models/org/name" */
+	const char *revision;		/* as given, or NULL: the default */
+	const char *endpoint;
+	const char *mountpoint;
+	const char *cache_dir;
+	char commit[41];		/* what the mount root shows */
+	bool writable;
+	bool offline;			/* serving a commit remembered */
+	int64_t started;		/* Unix time the mount went live */
+	/* Requests from applications, as the kernel sent them. */
+	uint64_t reads, read_bytes;
+	uint64_t writes, write_bytes;
+	struct hubfs_hub_stats hub;
+	struct hubfs_cache_stats cache;
+	/* Writable mounts only. */
+	uint64_t pending;		/* changes staged, not committed */
+	double pending_age_s;		/* since the oldest pending change */
+	uint64_t commit_failed;		/* commit rounds failed, in total */
+	unsigned int commit_failing;	/* failed in a row just now */
+	int commit_error;		/* the last round's: 0 or -errno */
+	uint64_t conflicts;		/* paths in conflict */
+};
+
+/* A snapshot of @fs's state and counters.  The strings are borrowed. */
+void hubfs_fs_get_stats(struct hubfs_fs *fs, struct hubfs_fs_stats *out);
 
 /* Unmount if mounted, stop all threads, free.  Accepts NULL. */
 void hubfs_fs_free(struct hubfs_fs *fs);

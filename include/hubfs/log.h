@@ -46,6 +46,12 @@ bool hubfs_log_enabled(int level);
 void hubfs_log_to_syslog(const char *ident);
 
 /*
+ * If stderr is the journal's stream ($JOURNAL_STREAM matches it), start
+ * every stderr line with "<LEVEL>" so the journal records its priority.
+ */
+void hubfs_log_detect_journal(void);
+
+/*
  * Write one message unconditionally; use hlog() instead.  @file may be a
  * full path; only its last component is shown.  A message is cut at about
  * 1 KiB.  errno is preserved.

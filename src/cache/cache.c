@@ -898,7 +898,8 @@ int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 	if (!err)
 		err = cache_usage(c, &used, &blocks);
 	if (!err && used > cache->max_bytes)
-		err = cache_evict_txn(cache, c, used - cache->max_bytes, &ev);
+		err = cache_evict_txn(cache, c, used - cache->max_bytes, false,
+				      &ev);
 	err = cache_end(c, err);
 	cache_conn_unlock(cache, c);
 	cache_evict_finish(cache, &ev, err == 0);

@@ -46,6 +46,7 @@ enum cache_stmt {
 	STMT_BLOCKS_DEL_OBJ,
 	STMT_BLOCKS_ANY,
 	STMT_BLOCKS_LRU,
+	STMT_BLOCKS_OF,
 	STMT_OBJ_GET,
 	STMT_OBJ_PUT,
 	STMT_OBJ_SET_VERIFIED,
@@ -263,11 +264,11 @@ struct cache_evict {
 /*
  * Inside a write transaction on @c, delete the least recently used
  * blocks of unpinned objects until @need bytes are freed; -ENOSPC if
- * they cannot be.  Holds LOCK_EX on every object taken, until
+ * they cannot be, unless @partial (then ev->freed says how many were).  Holds LOCK_EX on every object taken, until
  * cache_evict_finish().
  */
 int cache_evict_txn(struct hubfs_cache *cache, struct cache_conn *c,
-		    uint64_t need, struct cache_evict *ev)
+		    uint64_t need, bool partial, struct cache_evict *ev)
 	HUBFS_REQUIRES(c->lock);
 
 /*

@@ -114,6 +114,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		"SELECT EXISTS (SELECT 1 FROM blocks WHERE key = ?1)",
 	[STMT_BLOCKS_LRU] =
 		"SELECT key, idx, len FROM blocks ORDER BY atime, key, idx",
+	[STMT_BLOCKS_OF] = "SELECT idx FROM blocks WHERE key = ?1",
 	[STMT_OBJ_GET] = "SELECT size, verified FROM objects WHERE key = ?1",
 	[STMT_OBJ_PUT] =
 		"INSERT INTO objects (key, size, verified) VALUES (?1, ?2, 0)"

@@ -42,11 +42,13 @@
  * transaction open; takes no other lock.  flock() is only tried, never
  * waited for, so an evictor cannot deadlock with an opener.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cache_int.h"
@@ -171,14 +173,14 @@ static int evict_collect(struct hubfs_cache *cache, struct cache_conn *c,
 }
 
 int cache_evict_txn(struct hubfs_cache *cache, struct cache_conn *c,
-		    uint64_t need, struct cache_evict *ev)
+		    uint64_t need, bool partial, struct cache_evict *ev)
 {
 	sqlite3_stmt *st;
 	int err = evict_collect(cache, c, need, ev);
 
 	if (err)
 		return err;
-	if (ev->freed < need) {
+	if (ev->freed < need && !partial) {
 		hubfs_err_set("cache full: %llu more bytes needed, %llu can "
 			      "be freed; the rest is in use",
 			      (unsigned long long)need,
@@ -271,9 +273,172 @@ int hubfs_cache_reserve(struct hubfs_cache *cache, uint64_t bytes)
 		err = cache_usage(c, &used, &blocks);
 	if (!err && used + bytes > cache->max_bytes)
 		err = cache_evict_txn(cache, c, used + bytes - cache->max_bytes,
-				      &ev);
+				      false, &ev);
 	err = cache_end(c, err);
 	cache_conn_unlock(cache, c);
 	cache_evict_finish(cache, &ev, err == 0);
+	return err;
+}
+
+int hubfs_cache_trim(struct hubfs_cache *cache, uint64_t max_bytes,
+		     uint64_t *freed)
+{
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	struct cache_evict ev = CACHE_EVICT_INIT;
+	uint64_t used, blocks, got = 0;
+	int err;
+
+	cache_touch_flush(cache);
+	hubfs_mutex_lock(&c->lock);
+	err = cache_begin(c);
+	if (!err)
+		err = cache_usage(c, &used, &blocks);
+	if (!err && used > max_bytes) {
+		err = cache_evict_txn(cache, c, used - max_bytes, true, &ev);
+		got = ev.freed;
+	}
+	err = cache_end(c, err);
+	cache_conn_unlock(cache, c);
+	cache_evict_finish(cache, &ev, err == 0);
+	if (!err)
+		*freed = got;
+	return err;
+}
+
+/*
+ * The block indexes of @key that have rows, as a bitmap of @nblocks bits
+ * (*@bits, to free).  Called with c->lock held.
+ */
+static int rows_of(struct cache_conn *c, const char *key, uint64_t nblocks,
+		   uint64_t **bits) HUBFS_REQUIRES(c->lock)
+{
+	uint64_t *map = hubfs_calloc(nblocks / 64 + 1, sizeof(*map));
+	sqlite3_stmt *st;
+	int ret;
+
+	if (!map)
+		return -ENOMEM;
+	ret = cache_stmt_text(&st, c, STMT_BLOCKS_OF, key, NULL);
+	if (!ret) {
+		while ((ret = cache_step(c, st)) == 1) {
+			uint64_t idx = (uint64_t)sqlite3_column_int64(st, 0);
+
+			if (idx < nblocks)
+				map[idx / 64] |= 1ull << (idx % 64);
+		}
+		sqlite3_reset(st);
+	}
+	if (ret < 0) {
+		hubfs_free(map);
+		return ret;
+	}
+	*bits = map;
+	return 0;
+}
+
+/*
+ * Sweep the data file @rel (of content key @key) if no process has it
+ * open: unlink it if no block row names it, else punch out the bytes of
+ * blocks without a row (left by a crash between an eviction's commit and
+ * its punch, or by an interrupted fetch).  Adds to *@files and *@bytes
+ * what was released.
+ */
+static int sweep_file(struct hubfs_cache *cache, const char *rel,
+		      const char *key, uint64_t *files, uint64_t *bytes)
+{
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	uint64_t *bits = NULL, nblocks, i;
+	struct stat st;
+	bool gone = false;
+	int fd, err;
+
+	err = cache_file_lock(&fd, cache, rel, O_RDWR, LOCK_EX | LOCK_NB);
+	if (err)
+		return err == -EWOULDBLOCK || err == -ENOENT ||
+		       err == -ESTALE ? 0 : err;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		goto out_close;
+	}
+	nblocks = ((uint64_t)st.st_size + HUBFS_CACHE_BLOCK_SIZE - 1) /
+		  HUBFS_CACHE_BLOCK_SIZE;
+	hubfs_mutex_lock(&c->lock);
+	err = cache_has_blocks(c, key);
+	if (err == 0) {
+		/* An empty object keeps its row: it is all there is. */
+		gone = st.st_size > 0 &&
+		       cache_exec_key(c, STMT_OBJ_DEL, key) == 0;
+	} else if (err > 0) {
+		err = rows_of(c, key, nblocks, &bits);
+	}
+	cache_conn_unlock(cache, c);
+	if (err < 0)
+		goto out_close;
+	err = 0;
+	/* Still under LOCK_EX: nobody reads or writes the file. */
+	if (gone) {
+		if (unlinkat(cache->data_fd, rel, 0) == 0) {
+			*files += 1;
+			*bytes += (uint64_t)st.st_blocks * 512;
+		}
+		goto out_close;
+	}
+	for (i = 0; bits && i < nblocks; i++) {
+		off_t off = (off_t)(i * HUBFS_CACHE_BLOCK_SIZE), data;
+
+		if (bits[i / 64] & (1ull << (i % 64)))
+			continue;
+		data = lseek(fd, off, SEEK_DATA);
+		if (data < 0 || data >= off + HUBFS_CACHE_BLOCK_SIZE)
+			continue;	/* a hole already */
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      off, HUBFS_CACHE_BLOCK_SIZE) == 0)
+			*bytes += HUBFS_CACHE_BLOCK_SIZE;
+	}
+out_close:
+	hubfs_free(bits);
+	close(fd);
+	return err;
+}
+
+int hubfs_cache_sweep(struct hubfs_cache *cache, uint64_t *files,
+		      uint64_t *bytes)
+{
+	uint64_t nfiles = 0, nbytes = 0;
+	char rel[CACHE_REL_MAX];
+	int err = 0;
+
+	for (int d = 0; d < 256 && !err; d++) {
+		struct dirent *de;
+		DIR *dir;
+		int fd;
+
+		snprintf(rel, sizeof(rel), "%02x", d);
+		fd = openat(cache->data_fd, rel,
+			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		dir = fdopendir(fd);
+		if (!dir) {
+			close(fd);
+			continue;
+		}
+		while (!err && (de = readdir(dir))) {
+			/* Only files this cache names: a content key under
+			 * the directory of its first two digits. */
+			if (!cache_key_ok(de->d_name) ||
+			    strncmp(de->d_name, rel, 2) != 0)
+				continue;
+			cache_rel_path(rel, de->d_name);
+			err = sweep_file(cache, rel, de->d_name, &nfiles,
+					 &nbytes);
+			snprintf(rel, sizeof(rel), "%02x", d);
+		}
+		closedir(dir);
+	}
+	if (!err) {
+		*files = nfiles;
+		*bytes = nbytes;
+	}
 	return err;
 }

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "hubfs/config.h"
@@ -68,6 +69,7 @@ static const size_t config_strings[] = {
 	offsetof(struct hubfs_config, mountpoint),
 	offsetof(struct hubfs_config, fuse_opts),
 	offsetof(struct hubfs_config, commit_message),
+	offsetof(struct hubfs_config, metrics_file),
 };
 
 static char **config_string(struct hubfs_config *cfg, size_t i)
@@ -699,6 +701,48 @@ static int opt_commit_message(struct hubfs_config *cfg, const char *value)
 	return set_string(&cfg->commit_message, value, strlen(value));
 }
 
+static const char *const level_names[] = {
+	[LOG_ERR] = "error", [LOG_WARNING] = "warning",
+	[LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+const char *hubfs_config_level_name(int level)
+{
+	if (level < LOG_ERR || level > LOG_DEBUG)
+		return "?";
+	return level_names[level];
+}
+
+int hubfs_config_log_level(const struct hubfs_config *cfg)
+{
+	if (cfg->log_level >= 0)
+		return cfg->log_level;
+	return cfg->debug ? LOG_DEBUG : LOG_NOTICE;
+}
+
+static int opt_log_level(struct hubfs_config *cfg, const char *value)
+{
+	for (int l = LOG_ERR; l <= LOG_DEBUG; l++) {
+		if (strcmp(value, level_names[l]) == 0) {
+			cfg->log_level = l;
+			return 0;
+		}
+	}
+	hubfs_err_set("log_level=%s: must be error, warning, notice, info "
+		      "or debug", value);
+	return -EINVAL;
+}
+
+static int opt_metrics_file(struct hubfs_config *cfg, const char *value)
+{
+	if (value[0] != '/') {
+		hubfs_err_set("metrics_file=%s: must be an absolute path",
+			      value);
+		return -EINVAL;
+	}
+	return set_string(&cfg->metrics_file, value, strlen(value));
+}
+
 /* Append @opt to the options handed to libfuse. */
 static int add_fuse_opt(struct hubfs_config *cfg, const char *opt)
 {
@@ -767,6 +811,8 @@ static const struct opt_spec {
 	{ "commit_delay", OPT_NUMBER, opt_commit_delay, 0, false },
 	{ "commit_max_delay", OPT_NUMBER, opt_commit_max_delay, 0, false },
 	{ "commit_message", OPT_TEXT, opt_commit_message, 0, false },
+	{ "log_level", OPT_NUMBER, opt_log_level, 0, false },
+	{ "metrics_file", OPT_TEXT, opt_metrics_file, 0, false },
 	{ "default_permissions", OPT_ACTION, opt_default_permissions, 0,
 	  false },
 	{ "ro", OPT_FLAG, NULL, FLAG(ro), true },

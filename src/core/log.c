@@ -12,6 +12,10 @@
  * stack buffer before the lock is taken, so the lock is never held while
  * user formatting runs.
  *
+ * Under a service manager whose journal reads stderr ($JOURNAL_STREAM
+ * names stderr's device and inode), each line starts with "<N>", the
+ * syslog level, which the journal takes as the line's priority.
+ *
  * The source location reaches the sink on every call but is shown only
  * when the threshold is LOG_DEBUG: users see clean lines, debug output
  * says where each line came from.
@@ -26,7 +30,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hubfs/lock.h"
 #include "hubfs/log.h"
@@ -39,6 +46,7 @@
 static atomic_int log_level = LOG_NOTICE;
 static struct hubfs_mutex log_lock = HUBFS_MUTEX_INIT;
 static bool log_syslog HUBFS_GUARDED_BY(log_lock);
+static bool log_journal HUBFS_GUARDED_BY(log_lock);
 
 static const char *const level_names[] = {
 	[LOG_EMERG] = "emergency", [LOG_ALERT] = "alert",
@@ -74,6 +82,22 @@ void hubfs_log_to_syslog(const char *ident)
 	hubfs_mutex_unlock(&log_lock);
 }
 
+void hubfs_log_detect_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	bool yes;
+
+	yes = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+	      fstat(STDERR_FILENO, &st) == 0 &&
+	      (unsigned long long)st.st_dev == dev &&
+	      (unsigned long long)st.st_ino == ino;
+	hubfs_mutex_lock(&log_lock);
+	log_journal = yes;
+	hubfs_mutex_unlock(&log_lock);
+}
+
 void hubfs_log_vwrite(int level, const char *file, int line,
 		      const char *fmt, va_list ap)
 {
@@ -94,6 +118,9 @@ void hubfs_log_vwrite(int level, const char *file, int line,
 	hubfs_mutex_lock(&log_lock);
 	if (log_syslog)
 		syslog(level, "%s%s", msg, where);
+	else if (log_journal)
+		fprintf(stderr, "<%d>hubfs: %s: %s%s\n", level,
+			level_names[level], msg, where);
 	else
 		fprintf(stderr, "hubfs: %s: %s%s\n", level_names[level], msg,
 			where);

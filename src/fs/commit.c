@@ -61,6 +61,7 @@
 #include "hubfs/err.h"
 #include "hubfs/log.h"
 #include "hubfs/mem.h"
+#include "hubfs/notify.h"
 #include "work_int.h"
 
 #define TICK_MS 100
@@ -100,6 +101,7 @@ struct fs_commit_state {
 	size_t nclashes;		/* lock */
 	unsigned int writers;		/* lock: handles open for writing */
 	uint64_t commits;		/* lock: commits made */
+	uint64_t failed;		/* lock: rounds that failed, total */
 };
 
 static double now_ms(void)
@@ -859,6 +861,22 @@ static int count_cb(void *arg, const struct hubfs_jchange *c)
 	return 1;	/* one is enough */
 }
 
+static int count_all_cb(void *arg, const struct hubfs_jchange *c)
+{
+	(void)c;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+/* How many changes are staged (journal rows).  Called with the lock. */
+static uint64_t pending_count(struct fs_work *w)
+{
+	uint64_t n = 0;
+
+	hubfs_journal_list(w->journal, count_all_cb, &n);
+	return n;
+}
+
 static bool pending(struct fs_work *w)
 {
 	return hubfs_journal_list(w->journal, count_cb, NULL) == 1 ||
@@ -1000,6 +1018,8 @@ static void *committer_main(void *arg)
 			pthread_mutex_lock(&w->lock);
 			cs->completed = ticket;
 			cs->result = err;
+			if (err)
+				cs->failed++;
 			if (!err) {
 				cs->failures = 0;
 				cs->retry_at = 0;
@@ -1131,17 +1151,31 @@ int fs_commit_stop(struct fs_work *w)
 	struct fs_commit_state *cs = w->commit;
 	int left;
 
+	uint64_t n;
+
 	if (!cs)
 		return 0;
 	pthread_mutex_lock(&w->lock);
 	cs->stop = true;
+	n = pending_count(w);
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	/* A service manager waiting for the stop shows why it takes time. */
+	if (n)
+		hubfs_notifyf("STATUS=Committing %llu pending change%s to %s",
+			      (unsigned long long)n, n == 1 ? "" : "s",
+			      cs->branch);
 	if (cs->started)
 		pthread_join(cs->thread, NULL);
 	pthread_mutex_lock(&w->lock);
 	left = pending(w);
+	n = pending_count(w);
 	pthread_mutex_unlock(&w->lock);
+	if (left)
+		hubfs_notifyf("STATUS=%llu change%s left staged: not committed",
+			      (unsigned long long)n, n == 1 ? "" : "s");
+	else
+		hubfs_notify("STATUS=All changes committed");
 	if (left)
 		hlog(LOG_WARNING, "%s: changes to %s are not committed yet; they "
 		     "stay staged and are committed at the next writable "
@@ -1174,6 +1208,25 @@ static int pending_line(void *arg, const struct hubfs_jchange *c)
 	if (!pl->err)
 		pl->err = hubfs_buf_printf(pl->out, "%s %s\n", state, c->path);
 	return 0;
+}
+
+void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out)
+{
+	struct fs_commit_state *cs = w->commit;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&w->lock);
+	out->pending = pending_count(w);
+	if (cs) {
+		out->failed = cs->failed;
+		out->failing = cs->failures;
+		out->conflicts = cs->nclashes;
+		out->last_error = cs->result;
+		if (cs->pending_since > 0)
+			out->pending_age_s = (now_ms() - cs->pending_since) /
+					     1000.0;
+	}
+	pthread_mutex_unlock(&w->lock);
 }
 
 int fs_commit_pending(struct fs_work *w, struct hubfs_buf *out)

@@ -40,6 +40,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@
 #include "hubfs/fs.h"
 #include "hubfs/log.h"
 #include "hubfs/mem.h"
+#include "hubfs/report.h"
 
 #define INO_REVS 2
 #define INO_DYNAMIC 16		/* hashed inode numbers start here */
@@ -150,6 +152,17 @@ struct hubfs_fs {
 	pthread_mutex_t handles_lock;
 	struct fs_handle handles;	/* handles_lock: list head */
 	uint64_t next_wino;		/* itab_lock */
+
+	/* What applications asked of the mount, for the reports. */
+	int64_t started;		/* set once, before the loop */
+	atomic_uint_fast64_t reads, read_bytes, writes, write_bytes;
+
+	/* The metrics file writer (metrics_file=). */
+	pthread_t metrics_thread;
+	bool metrics_started;
+	pthread_mutex_t metrics_lock;
+	pthread_cond_t metrics_cond;
+	bool metrics_stop;		/* metrics_lock */
 };
 
 struct fs_file {
@@ -1562,8 +1575,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		ssize_t n = buf ? fs_reader_read_direct(obj, buf, size,
 							(uint64_t)off)
 				: -ENOMEM;
-		if (n >= 0)
+		if (n >= 0) {
+			atomic_fetch_add(&fs->reads, 1);
+			atomic_fetch_add(&fs->read_bytes, (uint64_t)n);
 			fuse_reply_buf(req, buf, (size_t)n);
+		}
 		hubfs_free(buf);
 		err = n >= 0 ? 0 : (int)n;
 		if (!err)
@@ -1582,6 +1598,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		goto out_put;
 	}
+	atomic_fetch_add(&fs->reads, 1);
+	atomic_fetch_add(&fs->read_bytes, len);
 	bv.buf[0].size = len;
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	bv.buf[0].fd = fd;
@@ -1624,16 +1642,36 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 #define XATTR_SHA256 "user.hubfs.sha256"
 #define XATTR_PENDING "user.hubfs.pending"	/* the writable root */
 #define XATTR_RESOLVE "user.hubfs.resolve"	/* set only */
+/* The mount root's reports, read by `hubfs status` and the like. */
+#define XATTR_STATUS "user.hubfs.status"
+#define XATTR_METRICS "user.hubfs.metrics"
+#define XATTR_CACHE_DIR "user.hubfs.cache_dir"
 #define XATTR_VALUE_MAX 65536			/* the kernel's limit */
 
-/* The pending changes, for getxattr on the writable root. */
-static void reply_pending(fuse_req_t req, struct hubfs_fs *fs, size_t size)
+enum root_report { REPORT_PENDING, REPORT_STATUS, REPORT_METRICS };
+
+static int format_report(struct hubfs_fs *fs, enum root_report what,
+			 struct hubfs_buf *b)
+{
+	struct hubfs_fs_stats st;
+
+	if (what == REPORT_PENDING)
+		return fs_commit_pending(fs->work, b);
+	hubfs_fs_get_stats(fs, &st);
+	if (what == REPORT_STATUS)
+		return hubfs_report_status(b, &st, (int64_t)time(NULL));
+	return hubfs_report_metrics(b, &st, HUBFS_VERSION);
+}
+
+/* A report of the mount root, for getxattr. */
+static void reply_report(fuse_req_t req, struct hubfs_fs *fs,
+			 enum root_report what, size_t size)
 {
 	struct hubfs_buf b = HUBFS_BUF_INIT(XATTR_VALUE_MAX);
 	int err;
 
 	hubfs_err_clear();
-	err = fs_commit_pending(fs->work, &b);
+	err = format_report(fs, what, &b);
 	if (err == -EFBIG || err == -ENOSPC)
 		err = -E2BIG;	/* over the xattr size limit */
 	if (err)
@@ -1704,7 +1742,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	struct hubfs_fs *fs = req_fs(req);
 	struct fs_inode *in = inode_get(fs, ino);
 	struct fs_tree *tree;
-	char value[128];
+	char value[PATH_MAX];
 	int len;
 
 	if (!in) {
@@ -1713,12 +1751,26 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	}
 	if (in == &fs->root_inode && in->kind == K_WNODE &&
 	    strcmp(name, XATTR_PENDING) == 0) {
-		reply_pending(req, fs, size);
+		reply_report(req, fs, REPORT_PENDING, size);
 		return;
 	}
-	tree = xattr_tree(fs, in);
-	len = xattr_value(fs, in, tree, name, value, sizeof(value));
-	fs_tree_put(tree);
+	if (in == &fs->root_inode && strcmp(name, XATTR_STATUS) == 0) {
+		reply_report(req, fs, REPORT_STATUS, size);
+		return;
+	}
+	if (in == &fs->root_inode && strcmp(name, XATTR_METRICS) == 0) {
+		reply_report(req, fs, REPORT_METRICS, size);
+		return;
+	}
+	if (in == &fs->root_inode && strcmp(name, XATTR_CACHE_DIR) == 0) {
+		len = snprintf(value, sizeof(value), "%s", fs->cfg->cache_dir);
+		if ((size_t)len >= sizeof(value))
+			len = -E2BIG;
+	} else {
+		tree = xattr_tree(fs, in);
+		len = xattr_value(fs, in, tree, name, value, sizeof(value));
+		fs_tree_put(tree);
+	}
 	if (len < 0)
 		fuse_reply_err(req, -len);
 	else if (size == 0)
@@ -1733,10 +1785,12 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	static const char *const names[] = { XATTR_COMMIT, XATTR_OID,
 					      XATTR_SHA256 };
+	static const char root_names[] = XATTR_STATUS "\0" XATTR_METRICS
+					 "\0" XATTR_CACHE_DIR;
 	struct hubfs_fs *fs = req_fs(req);
 	struct fs_inode *in = inode_get(fs, ino);
 	struct fs_tree *tree;
-	char list[128], value[128];
+	char list[256], value[128];
 	size_t used = 0, i;
 
 	if (!in) {
@@ -1755,6 +1809,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	if (in == &fs->root_inode && in->kind == K_WNODE) {
 		memcpy(list + used, XATTR_PENDING, sizeof(XATTR_PENDING));
 		used += sizeof(XATTR_PENDING);
+	}
+	if (in == &fs->root_inode) {
+		memcpy(list + used, root_names, sizeof(root_names));
+		used += sizeof(root_names);
 	}
 	if (size == 0)
 		fuse_reply_xattr(req, used);
@@ -2169,6 +2227,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, (int)-n);
 		return;
 	}
+	atomic_fetch_add(&fs->writes, 1);
+	atomic_fetch_add(&fs->write_bytes, (uint64_t)n);
 	fuse_reply_write(req, (size_t)n);
 }
 
@@ -2457,6 +2517,120 @@ static int write_setup(struct hubfs_fs *fs)
 	return 0;
 }
 
+void hubfs_fs_get_stats(struct hubfs_fs *fs, struct hubfs_fs_stats *out)
+{
+	const struct hubfs_config *cfg = fs->cfg;
+	struct fs_tree *tree;
+
+	memset(out, 0, sizeof(*out));
+	out->repo = fs->repo_label;
+	out->revision = cfg->revision;
+	out->endpoint = cfg->endpoint;
+	out->mountpoint = cfg->mountpoint;
+	out->cache_dir = cfg->cache_dir;
+	out->writable = fs->work != NULL;
+	out->started = fs->started;
+	tree = fs->work ? fs_work_base(fs->work) : rev_tree(fs, fs->main);
+	memcpy(out->commit, tree->commit, sizeof(out->commit));
+	fs_tree_put(tree);
+	pthread_mutex_lock(&fs->main->lock);
+	out->offline = fs->main->offline;
+	pthread_mutex_unlock(&fs->main->lock);
+	out->reads = atomic_load(&fs->reads);
+	out->read_bytes = atomic_load(&fs->read_bytes);
+	out->writes = atomic_load(&fs->writes);
+	out->write_bytes = atomic_load(&fs->write_bytes);
+	hubfs_hub_get_stats(fs->hub, &out->hub);
+	hubfs_cache_get_stats(fs->cache, &out->cache);
+	if (fs->work) {
+		struct fs_commit_stats cs;
+
+		fs_commit_get_stats(fs->work, &cs);
+		out->pending = cs.pending;
+		out->pending_age_s = cs.pending_age_s;
+		out->commit_failed = cs.failed;
+		out->commit_failing = cs.failing;
+		out->commit_error = cs.last_error;
+		out->conflicts = cs.conflicts;
+	}
+}
+
+/* --- the metrics file ------------------------------------------------------ */
+
+#define METRICS_INTERVAL_S 15
+
+/*
+ * Write the metrics to cfg->metrics_file whole: a reader (node_exporter's
+ * textfile collector, a script) sees the old file or the new one, never
+ * a part.  Errors are logged once until a write works again.
+ */
+static void metrics_write(struct hubfs_fs *fs, bool *failing)
+{
+	struct hubfs_buf b = HUBFS_BUF_INIT(XATTR_VALUE_MAX);
+	struct hubfs_buf tmp = HUBFS_BUF_INIT(PATH_MAX);
+	const char *path = fs->cfg->metrics_file;
+	int fd = -1, err;
+
+	err = format_report(fs, REPORT_METRICS, &b);
+	if (!err)
+		err = hubfs_buf_printf(&tmp, "%s.%ld.tmp", path,
+				       (long)getpid());
+	if (!err) {
+		fd = open(hubfs_buf_str(&tmp),
+			  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			err = -errno;
+	}
+	if (!err && write(fd, b.data, b.len) != (ssize_t)b.len)
+		err = errno ? -errno : -EIO;
+	if (fd >= 0 && close(fd) != 0 && !err)
+		err = -errno;
+	if (!err && rename(hubfs_buf_str(&tmp), path) != 0)
+		err = -errno;
+	if (err && fd >= 0)
+		unlink(hubfs_buf_str(&tmp));
+	if (err && !*failing)
+		hlog(LOG_WARNING, "metrics file %s: %s", path, strerror(-err));
+	*failing = err != 0;
+	hubfs_buf_free(&tmp);
+	hubfs_buf_free(&b);
+}
+
+static void *metrics_main(void *arg)
+{
+	struct hubfs_fs *fs = arg;
+	bool failing = false, stop = false;
+
+	while (!stop) {
+		struct timespec ts;
+
+		metrics_write(fs, &failing);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += METRICS_INTERVAL_S;
+		pthread_mutex_lock(&fs->metrics_lock);
+		while (!fs->metrics_stop &&
+		       pthread_cond_timedwait(&fs->metrics_cond,
+					      &fs->metrics_lock, &ts) == 0)
+			;
+		stop = fs->metrics_stop;
+		pthread_mutex_unlock(&fs->metrics_lock);
+	}
+	metrics_write(fs, &failing);	/* the final counts */
+	return NULL;
+}
+
+static void metrics_stop(struct hubfs_fs *fs)
+{
+	if (!fs->metrics_started)
+		return;
+	pthread_mutex_lock(&fs->metrics_lock);
+	fs->metrics_stop = true;
+	pthread_cond_broadcast(&fs->metrics_cond);
+	pthread_mutex_unlock(&fs->metrics_lock);
+	pthread_join(fs->metrics_thread, NULL);
+	fs->metrics_started = false;
+}
+
 int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
 		 struct hubfs_hub *hub, struct hubfs_cache *cache)
 {
@@ -2476,6 +2650,8 @@ int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
 	pthread_mutex_init(&fs->itab_lock, NULL);
 	pthread_mutex_init(&fs->refs_lock, NULL);
 	pthread_mutex_init(&fs->handles_lock, NULL);
+	pthread_mutex_init(&fs->metrics_lock, NULL);
+	pthread_cond_init(&fs->metrics_cond, NULL);
 	fs->handles.next = fs->handles.prev = &fs->handles;
 	type = repo_type_plural[cfg->repo_type];
 	n = strlen(cfg->endpoint) + strlen(type) + strlen(cfg->repo_namespace) +
@@ -2581,7 +2757,16 @@ int hubfs_fs_mount(struct hubfs_fs *fs)
 		goto out_free_args;
 	}
 	fs->mounted = true;
+	fs->started = (int64_t)time(NULL);
 	err = 0;
+	if (cfg->metrics_file) {
+		if (pthread_create(&fs->metrics_thread, NULL, metrics_main,
+				   fs) == 0)
+			fs->metrics_started = true;
+		else
+			hlog(LOG_WARNING, "metrics file %s: cannot start its "
+			     "writer", cfg->metrics_file);
+	}
 out_free_args:
 	fuse_opt_free_args(&args);
 	free(opts);
@@ -2614,6 +2799,8 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 	 * bad pages), and so may threads already doing so. */
 	if (fs->work)
 		fs_commit_stop(fs->work);
+	/* After the last commit, so the file's final counts include it. */
+	metrics_stop(fs);
 	fs_reader_free(fs->reader);
 	while (atomic_load(&fs->invalidating) > 0)
 		usleep(10000);
@@ -2655,6 +2842,8 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 		refs_free(fs->refs);
 	pthread_mutex_destroy(&fs->refs_lock);
 	pthread_mutex_destroy(&fs->handles_lock);
+	pthread_mutex_destroy(&fs->metrics_lock);
+	pthread_cond_destroy(&fs->metrics_cond);
 	pthread_mutex_destroy(&fs->itab_lock);
 	pthread_mutex_destroy(&fs->revs_lock);
 	hubfs_free(fs->repo_key);

@@ -305,6 +305,17 @@ void fs_commit_writers(struct fs_work *w, int delta);
  */
 int fs_commit_stop(struct fs_work *w);
 
+struct fs_commit_stats {
+	uint64_t pending;	/* changes staged */
+	uint64_t failed;	/* commit rounds that failed, in total */
+	unsigned int failing;	/* rounds failed in a row (0: the last worked) */
+	uint64_t conflicts;	/* paths in conflict */
+	double pending_age_s;	/* how long changes have been pending */
+	int last_error;		/* the last round's result: 0 or -errno */
+};
+
+void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out);
+
 /*
  * The pending changes, one line each: "modified PATH", "deleted PATH"
  * or "conflict PATH" (the last commit failed on it: changed upstream).

@@ -159,6 +159,8 @@ debug=no
 foreground=no
 mountpoint=/mnt
 fuse_opts=<none>
+log_level=notice
+metrics_file=<none>
 OUT
 expect_stderr_empty
 
@@ -189,6 +191,8 @@ debug=yes
 foreground=yes
 mountpoint=/mnt/d
 fuse_opts=max_read=65536
+log_level=debug
+metrics_file=<none>
 OUT
 grep -q clisecret "$tmp/out" "$tmp/err" && fail "the token was printed"
 extra_env=
