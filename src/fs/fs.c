@@ -2477,6 +2477,16 @@ static int write_setup(struct hubfs_fs *fs)
 		fs->write_err = -EROFS;
 		return 0;
 	}
+	/* Offline, a named revision may be a tag: only the Hub's ref list
+	 * says, and writes to a tag's name must never be staged.  The
+	 * default branch is a branch. */
+	if (fs->main->offline && fs->cfg->revision) {
+		hlog(LOG_NOTICE, "%s: the Hub cannot be reached to tell whether "
+		     "%s is a branch; mounting read-only", fs->repo_label,
+		     fs->cfg->revision);
+		fs->write_err = -EROFS;
+		return 0;
+	}
 	/* Without write access the mount is a plain read-only one (the
 	 * read path's inodes and caching), refusing writes with EACCES. */
 	if (!fs->main->offline) {

@@ -36,6 +36,13 @@ def test_install_layout(staged):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert out.returncode == 0 and b"hubfs" in out.stdout, page
         assert not out.stderr, out.stderr
+    unit = os.path.join(staged, "lib", "systemd", "system", "hubfs@.service")
+    assert "ExecStart=%s/bin/hubfs -f " % staged in open(unit).read()
+    for f in ("examples/hubfs.conf", "examples/mnt-model.mount",
+              "examples/mnt-model.automount", "hubfs.md", "design.md",
+              "comparison.md"):
+        assert os.path.isfile(os.path.join(staged, "share", "doc", "hubfs",
+                                           f)), f
 
 
 @pytest.fixture

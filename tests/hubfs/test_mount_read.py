@@ -409,6 +409,28 @@ def test_offline_restart_serves_cached_commit(localhub_factory, mount_factory,
     assert "last known commit" in m2.errors()
 
 
+def test_offline_tag_is_read_only(localhub_factory, mount_factory,
+                                   tmp_path):
+    """Offline, hubfs cannot tell a tag from a branch: a named revision is
+    mounted read-only, so nothing is ever staged for a tag's name."""
+    from conftest import WRITE
+    h = localhub_factory()
+    h.seed("seed-model", "tester/m", "--shards", "1", "--shard-size", "1MiB")
+    h.start()
+    cache = str(tmp_path / "cache")
+    mount_factory(h, "tester/m@v1.0", token=WRITE, cache_dir=cache).stop()
+    h.stop()
+    m = mount_factory(h, "tester/m@v1.0", token=WRITE, cache_dir=cache,
+                      start=False)
+    m.start(timeout=120)	# the Hub's silence is retried first
+    assert "config.json" in os.listdir(m.mnt)
+    with pytest.raises(OSError) as e:
+        open(m.path("new.txt"), "wb")
+    assert e.value.errno == errno.EROFS
+    m.stop()
+    assert "mounting read-only" in m.errors()
+
+
 # --- faults ------------------------------------------------------------------------
 
 @pytest.fixture
