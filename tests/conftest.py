@@ -371,6 +371,16 @@ def hub(tmp_path_factory):
     shutil.rmtree(str(d), ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """`cmake --install` of the build into a staging prefix."""
+    prefix = str(tmp_path_factory.mktemp("stage"))
+    r = subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", prefix],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
+    return prefix
+
+
 @pytest.fixture(scope="session")
 def js_client_dir():
     """The official JavaScript client, installed from the committed

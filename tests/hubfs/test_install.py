@@ -10,18 +10,9 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD_DIR, Mount
+from conftest import Mount
 
 HELPERS = ("mount.hubfs", "mount.fuse.hubfs")
-
-
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory):
-    prefix = str(tmp_path_factory.mktemp("stage"))
-    r = subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", prefix],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert r.returncode == 0, r.stdout.decode()
-    return prefix
 
 
 def test_install_layout(staged):

@@ -15,19 +15,10 @@ import time
 
 import pytest
 
-from conftest import BUILD_DIR, WRITE
+from conftest import WRITE
 
 NEEDS = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                            reason="systemd-analyze is not installed")
-
-
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory):
-    prefix = str(tmp_path_factory.mktemp("stage"))
-    r = subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", prefix],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert r.returncode == 0, r.stdout.decode()
-    return prefix
 
 
 def unit_path(staged):
