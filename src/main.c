@@ -444,8 +444,9 @@ static int run_mount(const struct hubfs_config *cfg)
 		goto out_free_fs;
 	}
 	report(fd, "ready");
-	hubfs_notifyf("READY=1\nMAINPID=%ld\nSTATUS=Mounted %s on %s",
-		      (long)getpid(), cfg->repo_name, cfg->mountpoint);
+	hubfs_notifyf("READY=1\nMAINPID=%ld\nSTATUS=Mounted %s %s/%s on %s",
+		      (long)getpid(), hubfs_config_repo_type_name(cfg->repo_type),
+		      cfg->repo_namespace, cfg->repo_name, cfg->mountpoint);
 	if (fd >= 0) {
 		close(fd);
 		fd = -1;

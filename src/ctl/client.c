@@ -429,7 +429,7 @@ static int cmd_prefetch(int argc, char **argv)
 		goto out_free;
 	}
 	while (tty && !quiet && atomic_load(&pf.finished) +
-				atomic_load(&pf.failed) < pf.n + 0u) {
+				atomic_load(&pf.failed) < pf.n) {
 		pf_progress(&pf, t0, false);
 		usleep(250000);
 		if (atomic_load(&pf.next) >= pf.n + started)

@@ -1474,6 +1474,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * stage (and 0 returned: replied), or, for a clean file, 1 after making
  * f->obj the file's committed content for op_read() to serve.
  */
+/* A read answered with @n bytes, for the reports. */
+static void count_read(struct hubfs_fs *fs, uint64_t n)
+{
+	atomic_fetch_add(&fs->reads, 1);
+	atomic_fetch_add(&fs->read_bytes, n);
+}
+
 static int wnode_read_prepare(fuse_req_t req, struct hubfs_fs *fs,
 			      struct fs_file *f, size_t size, off_t off)
 {
@@ -1533,6 +1540,7 @@ static int wnode_read_prepare(fuse_req_t req, struct hubfs_fs *fs,
 		     hubfs_err_or("no detail"));
 		fuse_reply_err(req, (int)-n);
 	} else {
+		count_read(fs, (uint64_t)n);
 		fuse_reply_buf(req, buf, (size_t)n);
 	}
 	hubfs_free(buf);
@@ -1576,8 +1584,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 							(uint64_t)off)
 				: -ENOMEM;
 		if (n >= 0) {
-			atomic_fetch_add(&fs->reads, 1);
-			atomic_fetch_add(&fs->read_bytes, (uint64_t)n);
+			count_read(fs, (uint64_t)n);
 			fuse_reply_buf(req, buf, (size_t)n);
 		}
 		hubfs_free(buf);
@@ -1598,8 +1605,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		goto out_put;
 	}
-	atomic_fetch_add(&fs->reads, 1);
-	atomic_fetch_add(&fs->read_bytes, len);
+	count_read(fs, len);
 	bv.buf[0].size = len;
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	bv.buf[0].fd = fd;

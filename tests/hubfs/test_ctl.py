@@ -153,7 +153,15 @@ def test_pending_commit_and_resubmit(hub, repo, mount_factory):
         ["deleted config.json", "modified a.txt"]
     out = hubfs("status", m.mnt)[1]
     assert "pending:    2 changes for " in out
-    assert metrics(hubfs("metrics", m.mnt)[1])["hubfs_pending_changes"] == 2
+    values = metrics(hubfs("metrics", m.mnt)[1])
+    assert values["hubfs_pending_changes"] == 2
+    assert values["hubfs_write_bytes_total"] == len(b"alpha\n")
+    assert values["hubfs_write_requests_total"] == 1
+    # A staged file's reads count too.
+    with open(m.path("a.txt"), "rb") as f:
+        assert f.read() == b"alpha\n"
+    assert metrics(hubfs("metrics", m.mnt)[1])["hubfs_read_bytes_total"] \
+        >= len(b"alpha\n")
     # A commit that keeps failing: the command says so, nothing is lost.
     hub.admin("POST", "/faults", {"route": "commit", "status": 503,
                                   "times": 6, "name": "down"})
