@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config git git-lfs fuse3 attr curl man-db
 	libfuse3-dev libcurl4-openssl-dev libsqlite3-dev libjansson-dev libssl-dev
 	clang libclang-rt-14-dev
-	systemd dpkg-dev
+	systemd dpkg-dev file
 	python3 python3-pytest python3-pytest-timeout)
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 

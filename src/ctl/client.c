@@ -113,6 +113,13 @@ not_hubfs:
 	return -ENOTSUP;
 }
 
+/* Whether @path is a file or directory of a hubfs mount. */
+static bool in_hubfs(const char *path)
+{
+	return getxattr(path, "user.hubfs.commit", NULL, 0) >= 0 ||
+	       errno == ERANGE;
+}
+
 /* The value of attribute @name of @path, NUL-terminated (free it). */
 static int get_attr(const char *path, const char *name, char **out)
 {
@@ -169,6 +176,11 @@ static int cmd_commit(int argc, char **argv)
 		return usage(argv[0], "PATH");
 	if (find_root(argv[1], root))
 		return EXIT_FAILURE;
+	if (getxattr(root, "user.hubfs.pending", NULL, 0) < 0 &&
+	    errno == ENODATA) {
+		printf("%s is read-only: nothing to commit\n", root);
+		return EXIT_SUCCESS;
+	}
 	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || fsync(fd) != 0)
 		err = errno;
@@ -202,6 +214,12 @@ static int cmd_resolve(int argc, char **argv)
 			 strcmp(argv[1], "theirs") != 0))
 		return usage(argv[0], "ours|theirs PATH...");
 	for (int i = 2; i < argc; i++) {
+		char root[PATH_MAX];
+
+		if (find_root(argv[i], root) != 0) {
+			status = EXIT_FAILURE;
+			continue;
+		}
 		if (setxattr(argv[i], "user.hubfs.resolve", argv[1],
 			     strlen(argv[1]), 0) == 0)
 			continue;
@@ -278,8 +296,7 @@ static int pf_collect(struct prefetch *pf, const char *path)
 		fail("%s: %s", path, strerror(errno));
 		return -errno;
 	}
-	if (getxattr(path, "user.hubfs.commit", NULL, 0) < 0 &&
-	    errno != ERANGE) {
+	if (!in_hubfs(path)) {
 		fail("%s: not in a hubfs mount", path);
 		return -ENOTSUP;
 	}
@@ -468,8 +485,11 @@ static int cache_dir_of(const char *target, char *dir, char *root)
 	int err;
 
 	root[0] = '\0';
-	if (snprintf(probe, sizeof(probe), "%s/index.db", target) <
-		    (int)sizeof(probe) && access(probe, F_OK) == 0) {
+	/* A mount first: a repository may hold a file named index.db. */
+	if (!in_hubfs(target) &&
+	    snprintf(probe, sizeof(probe), "%s/index.db", target) <
+		    (int)sizeof(probe) &&
+	    access(probe, F_OK) == 0) {
 		if (!realpath(target, dir)) {
 			fail("%s: %s", target, strerror(errno));
 			return -errno;

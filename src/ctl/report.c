@@ -10,7 +10,8 @@
  * attribute's value is at most 64 KiB).
  *
  * Metric names follow Prometheus conventions: a "hubfs_" prefix, base
- * units (bytes, seconds), "_total" on counters.  A counter counts from
+ * units (bytes, seconds), "_total" on counters; every sample carries a
+ * mountpoint label.  A counter counts from
  * the start of the daemon, so a restart shows as a reset, which
  * Prometheus's rate() handles.  Label values are escaped as the text
  * format requires (backslash, double quote, newline).
@@ -249,12 +250,19 @@ int hubfs_report_metrics(struct hubfs_buf *out,
 	};
 	int err = put_info(out, st, version);
 
-	for (size_t i = 0; !err && i < sizeof(m) / sizeof(m[0]); i++)
+	/* Every sample names its mount, so the files of several mounts can
+	 * sit side by side in one textfile collector directory. */
+	for (size_t i = 0; !err && i < sizeof(m) / sizeof(m[0]); i++) {
 		err = hubfs_buf_printf(out,
 				       "# HELP hubfs_%s %s\n"
 				       "# TYPE hubfs_%s %s\n"
-				       "hubfs_%s %.15g\n",
+				       "hubfs_%s{mountpoint=\"",
 				       m[i].name, m[i].help, m[i].name,
-				       m[i].type, m[i].name, m[i].value);
+				       m[i].type, m[i].name);
+		if (!err)
+			err = put_label(out, st->mountpoint);
+		if (!err)
+			err = hubfs_buf_printf(out, "\"} %.15g\n", m[i].value);
+	}
 	return err;
 }

@@ -57,6 +57,8 @@ def metrics(text):
         else:
             m = SAMPLE.match(line)
             assert m, line
+            # Every sample names its mount.
+            assert 'mountpoint="' in (m.group(2) or ""), line
             name = m.group(1)
             assert name in helped and name in typed, name
             if typed[name] == "counter":
@@ -110,6 +112,10 @@ def test_status_and_metrics_count_known_traffic(hub, mount_factory,
             if x.startswith("hubfs_info{")][0]
     assert 'repo="models/tester/model1"' in info
     assert 'commit="%s"' % commit in info
+    assert 'hubfs_read_bytes_total{mountpoint="%s"} %d' % (
+        m.mnt, after["hubfs_read_bytes_total"]) in hubfs("metrics", m.mnt)[1]
+    # Nothing to commit on a read-only mount, and it says so.
+    assert "read-only: nothing to commit" in hubfs("commit", m.mnt)[1]
     # Throttling shows as retries and 429s.
     hub.admin("POST", "/faults", {"path": "tokenizer", "status": 429,
                                   "times": 1, "name": "slow-down",
@@ -140,6 +146,8 @@ def test_not_a_mount_and_usage_errors(tmp_path):
                  ok=False)[0] == 2
     assert hubfs("resolve", "mine", str(tmp_path), ok=False)[0] == 2
     rc, _, err = hubfs("prefetch", str(tmp_path), ok=False)
+    assert rc == 1 and "not in a hubfs mount" in err
+    rc, _, err = hubfs("resolve", "ours", str(tmp_path), ok=False)
     assert rc == 1 and "not in a hubfs mount" in err
 
 
