@@ -397,6 +397,6 @@ def pytest_configure(config):
     sys.path.insert(0, os.path.join(ROOT, "tests", "localhub"))
 
 
-# Not test directories: the server's own code, the JS client's node_modules,
-# benchmark scripts.
-collect_ignore_glob = ["js/*", "localhub/*", "bench/*"]
+# Not test directories: the server's own code, the JS client's
+# node_modules.  tests/bench holds one test, its smoke run.
+collect_ignore_glob = ["js/*", "localhub/*"]
