@@ -247,10 +247,41 @@ void cache_evict_finish(struct hubfs_cache *cache, struct cache_evict *ev,
 	*ev = (struct cache_evict)CACHE_EVICT_INIT;
 }
 
-int hubfs_cache_reserve(struct hubfs_cache *cache, uint64_t bytes)
+/*
+ * In one transaction, evict until @extra more bytes fit under @limit;
+ * with @partial, as many as can go.  *@freed (may be NULL): bytes
+ * evicted.
+ */
+static int evict_under(struct hubfs_cache *cache, uint64_t limit,
+		       uint64_t extra, bool partial, uint64_t *freed)
 {
 	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
 	struct cache_evict ev = CACHE_EVICT_INIT;
+	uint64_t used, blocks, got = 0;
+	int err;
+
+	/* Evict by the freshest atimes this process knows. */
+	cache_touch_flush(cache);
+	hubfs_mutex_lock(&c->lock);
+	err = cache_begin(c);
+	if (!err)
+		err = cache_usage(c, &used, &blocks);
+	if (!err && used + extra > limit) {
+		err = cache_evict_txn(cache, c, used + extra - limit, partial,
+				      &ev);
+		got = ev.freed;
+	}
+	err = cache_end(c, err);
+	cache_conn_unlock(cache, c);
+	cache_evict_finish(cache, &ev, err == 0);
+	if (!err && freed)
+		*freed = got;
+	return err;
+}
+
+int hubfs_cache_reserve(struct hubfs_cache *cache, uint64_t bytes)
+{
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
 	uint64_t used, blocks;
 	int err;
 
@@ -265,44 +296,13 @@ int hubfs_cache_reserve(struct hubfs_cache *cache, uint64_t bytes)
 	cache_conn_unlock(cache, c);
 	if (err || used + bytes <= cache->max_bytes)
 		return err;
-	/* Evict by the freshest atimes this process knows. */
-	cache_touch_flush(cache);
-	hubfs_mutex_lock(&c->lock);
-	err = cache_begin(c);
-	if (!err)
-		err = cache_usage(c, &used, &blocks);
-	if (!err && used + bytes > cache->max_bytes)
-		err = cache_evict_txn(cache, c, used + bytes - cache->max_bytes,
-				      false, &ev);
-	err = cache_end(c, err);
-	cache_conn_unlock(cache, c);
-	cache_evict_finish(cache, &ev, err == 0);
-	return err;
+	return evict_under(cache, cache->max_bytes, bytes, false, NULL);
 }
 
 int hubfs_cache_trim(struct hubfs_cache *cache, uint64_t max_bytes,
 		     uint64_t *freed)
 {
-	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
-	struct cache_evict ev = CACHE_EVICT_INIT;
-	uint64_t used, blocks, got = 0;
-	int err;
-
-	cache_touch_flush(cache);
-	hubfs_mutex_lock(&c->lock);
-	err = cache_begin(c);
-	if (!err)
-		err = cache_usage(c, &used, &blocks);
-	if (!err && used > max_bytes) {
-		err = cache_evict_txn(cache, c, used - max_bytes, true, &ev);
-		got = ev.freed;
-	}
-	err = cache_end(c, err);
-	cache_conn_unlock(cache, c);
-	cache_evict_finish(cache, &ev, err == 0);
-	if (!err)
-		*freed = got;
-	return err;
+	return evict_under(cache, max_bytes, 0, true, freed);
 }
 
 /*

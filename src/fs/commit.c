@@ -1149,9 +1149,8 @@ void fs_commit_writers(struct fs_work *w, int delta)
 int fs_commit_stop(struct fs_work *w)
 {
 	struct fs_commit_state *cs = w->commit;
-	int left;
-
 	uint64_t n;
+	bool left;
 
 	if (!cs)
 		return 0;
@@ -1168,18 +1167,18 @@ int fs_commit_stop(struct fs_work *w)
 	if (cs->started)
 		pthread_join(cs->thread, NULL);
 	pthread_mutex_lock(&w->lock);
-	left = pending(w);
 	n = pending_count(w);
+	left = n > 0 || w->attempting;
 	pthread_mutex_unlock(&w->lock);
-	if (left)
+	if (left) {
 		hubfs_notifyf("STATUS=%llu change%s left staged: not committed",
 			      (unsigned long long)n, n == 1 ? "" : "s");
-	else
-		hubfs_notify("STATUS=All changes committed");
-	if (left)
 		hlog(LOG_WARNING, "%s: changes to %s are not committed yet; they "
 		     "stay staged and are committed at the next writable "
 		     "mount of the branch", w->label, cs->branch);
+	} else {
+		hubfs_notify("STATUS=All changes committed");
+	}
 	w->commit = NULL;
 	pthread_mutex_lock(&w->lock);
 	clashes_clear(cs);

@@ -2050,7 +2050,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	reply_new_entry(req, fs, n);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* unlink or rmdir: @remove is fs_work_unlink or fs_work_rmdir. */
+static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      const char *what,
+		      int (*remove)(struct fs_work *, struct fs_wnode *,
+				    const char *))
 {
 	struct hubfs_fs *fs = req_fs(req);
 	struct fs_inode *dir;
@@ -2059,27 +2063,21 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	hubfs_err_clear();
 	dir = wdir_of(fs, parent, &err);
 	if (!err)
-		err = fs_work_unlink(fs->work, dir->w, name);
+		err = remove(fs->work, dir->w, name);
 	if (err)
-		reply_change_err(req, fs, "unlink", name, err);
+		reply_change_err(req, fs, what, name, err);
 	else
 		fuse_reply_err(req, 0);
 }
 
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_remove(req, parent, name, "unlink", fs_work_unlink);
+}
+
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct hubfs_fs *fs = req_fs(req);
-	struct fs_inode *dir;
-	int err;
-
-	hubfs_err_clear();
-	dir = wdir_of(fs, parent, &err);
-	if (!err)
-		err = fs_work_rmdir(fs->work, dir->w, name);
-	if (err)
-		reply_change_err(req, fs, "rmdir", name, err);
-	else
-		fuse_reply_err(req, 0);
+	do_remove(req, parent, name, "rmdir", fs_work_rmdir);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,

@@ -222,7 +222,13 @@ def test_prefetch_then_read_without_the_network(hub, mount_factory,
     cache = str(tmp_path / "cache")
     m = mount_factory(hub, "tester/model1", "ro", cache_dir=cache,
                       token=READ)
+
+    def content_fetches(since):
+        return [e for e in hub_requests(hub, since)
+                if "/resolve/" in e["path"] or e["origin"] == "cdn"]
+    mark = log_mark(hub)
     rc, out, _ = hubfs("prefetch", "-j", "3", m.mnt)
+    assert content_fetches(mark), "the prefetch fetched nothing"
     names = sorted(os.listdir(m.mnt))
     files = [n for n in names if os.path.isfile(m.path(n))]
     below = [os.path.join(d, f) for d, _, fs in os.walk(m.mnt) for f in fs]
@@ -235,10 +241,7 @@ def test_prefetch_then_read_without_the_network(hub, mount_factory,
     mark = log_mark(hub)
     for p, s in sums.items():
         assert digest(p.replace(m.mnt, m2.mnt, 1)) == s
-    fetched = [e for e in hub_requests(hub, mark)
-               if "/resolve/" in e.get("path", "") or
-               e.get("origin") == "cdn"]
-    assert fetched == []
+    assert content_fetches(mark) == []
     # Files and directories mixed, quiet.
     rc, out, _ = hubfs("prefetch", "-q", m2.path(files[0]), m2.mnt)
     assert out == ""
