@@ -109,7 +109,9 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 
 /*
  * Record that block @idx is fully written with CRC-32C @crc (of its
- * length, which the object's size determines).  After this the block is
+ * length, which the object's size determines).  @crc must be computed
+ * over the bytes this process wrote, not read back: this process then
+ * serves the block without checking it again.  After this the block is
  * present for every process.
  */
 int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,

@@ -46,8 +46,9 @@
  * so a file whose fetch never committed a block would otherwise stay.
  *
  * The bitmap.  A bit is set by hubfs_cache_block_present() once the
- * block's bytes matched its row's length and CRC, and read without a lock
- * afterwards.  hubfs_cache_obj_drop() deletes the rows and then clears
+ * block's bytes matched its row's length and CRC, or by
+ * hubfs_cache_block_commit() (whose caller computed the CRC over the bytes
+ * it wrote), and read without a lock afterwards.  hubfs_cache_obj_drop() deletes the rows and then clears
  * the bits and bumps ent.gen, under ent.lock; a check that started before
  * the bump sets its bit only if gen did not move, so no check that read
  * the old bytes can leave a bit set after a drop.  Eviction never touches
@@ -872,14 +873,15 @@ int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 {
 	struct cache_evict ev = CACHE_EVICT_INIT;
 	struct hubfs_cache *cache = obj->cache;
-	const struct cache_ent *ent = obj->ent;
-	uint64_t used, blocks;
+	struct cache_ent *ent = obj->ent;
+	uint64_t used, blocks, gen;
 	struct cache_conn *c;
 	sqlite3_stmt *st;
 	int err;
 
 	if (idx >= ent->nblocks)
 		return bad_index(ent, idx);
+	gen = ent_gen(ent);
 	c = &cache->conn[CONN_BLOCKS];
 	hubfs_mutex_lock(&c->lock);
 	err = cache_begin(c);
@@ -903,6 +905,11 @@ int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 	err = cache_end(c, err);
 	cache_conn_unlock(cache, c);
 	cache_evict_finish(cache, &ev, err == 0);
+	/* The caller computed @crc over the very bytes it wrote: the block
+	 * needs no check on first use (re-reading 1 MiB to CRC it again
+	 * was a third of a cold read's cost).  A drop since @gen wins. */
+	if (!err)
+		bit_set_since(ent, idx, gen);
 	return err;
 }
 

@@ -76,8 +76,16 @@ struct fs_reader;
 struct fs_object;
 
 /* A file handle's sequential-read state (readahead). */
+/*
+ * Consecutive bytes a stream must have read before readahead starts: more
+ * than any one read a random reader makes (the kernel splits a 1 MiB read
+ * into several that follow each other) or a loader's header read.
+ */
+#define FS_STREAM_MIN_SEQ (2 * (uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+
 struct fs_stream {
 	uint64_t next_off;	/* where a sequential reader reads next */
+	uint64_t seq_start;	/* where its current consecutive reads began */
 	uint64_t ra_next;	/* first block readahead has not asked for */
 	uint32_t window;	/* readahead window, in blocks */
 };

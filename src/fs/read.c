@@ -6,10 +6,11 @@
  * Every byte a reader gets comes from the block cache's data file: a read
  * first makes sure the blocks it covers are present, fetching the missing
  * ones from the Hub straight into the cache, then the FUSE layer replies
- * from the cache file (zero-copy where the kernel allows).  Nothing is
+ * from the cache file (zero-copy where the kernel allows).  Little is
  * buffered in memory on the way: the Hub client hands bytes to a sink that
- * writes them to the data file and checksums each block, so memory use
- * does not grow with file size, readers or readahead.
+ * gathers at most SINK_BUF_MAX of them per run, writes them to the data
+ * file and checksums each block, so memory use is bounded by the number
+ * of runs in flight and does not grow with file size or readahead.
  *
  * Objects.  One struct fs_object per content key (sha256 for LFS files,
  * the git blob id otherwise) is shared by every open file with that
@@ -340,7 +341,59 @@ struct sink_state {
 	 */
 	EVP_MD_CTX *md;
 	uint32_t *crcs;		/* with md: each block's CRC, by index in run */
+	/*
+	 * libcurl hands over at most 16 KiB at a time; writing each piece
+	 * to the cache file cost a syscall and a turn of the file's lock
+	 * per piece, against the fetch workers writing beside it.  Bytes
+	 * gather here, and go to the file when it fills or a block ends.
+	 */
+	unsigned char *buf;
+	size_t buf_cap, buf_len;
+	uint64_t buf_off;	/* file offset of buf[0] */
 };
+
+#define SINK_BUF_MAX (256 * 1024)
+
+/* Write what @st has gathered to the cache file. */
+static int sink_flush(struct sink_state *st)
+{
+	int err = 0;
+
+	if (st->buf_len)
+		err = hubfs_cache_obj_pwrite(st->obj->cobj, st->buf,
+					     st->buf_len, st->buf_off);
+	st->buf_off += st->buf_len;
+	st->buf_len = 0;
+	return err;
+}
+
+/* Write @len bytes at @off (which follows what came before), gathered. */
+static int sink_write(struct sink_state *st, const unsigned char *p,
+		      size_t len, uint64_t off)
+{
+	int err;
+
+	if (!st->buf)
+		return hubfs_cache_obj_pwrite(st->obj->cobj, p, len, off);
+	while (len > 0) {
+		size_t n = st->buf_cap - st->buf_len < len
+				   ? st->buf_cap - st->buf_len : len;
+
+		if (st->buf_len == 0)
+			st->buf_off = off;
+		memcpy(st->buf + st->buf_len, p, n);
+		st->buf_len += n;
+		p += n;
+		off += n;
+		len -= n;
+		if (st->buf_len == st->buf_cap) {
+			err = sink_flush(st);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}
 
 /* Commit block @idx of @st's run and let its waiters go. */
 static int commit_block(struct sink_state *st, uint64_t idx, uint32_t crc)
@@ -372,7 +425,7 @@ static int sink_to_cache(void *arg, uint64_t off, const void *data,
 
 		if (off != st->block * BS + st->fill)
 			return -EIO;	/* the Hub client broke its order */
-		err = hubfs_cache_obj_pwrite(obj->cobj, p, n, off);
+		err = sink_write(st, p, n, off);
 		if (err)
 			return err;
 		st->crc = hubfs_crc32c(st->crc, p, n);
@@ -384,6 +437,9 @@ static int sink_to_cache(void *arg, uint64_t off, const void *data,
 		len -= n;
 		if (st->fill < blen)
 			continue;
+		err = sink_flush(st);
+		if (err)
+			return err;
 		if (st->md) {
 			st->crcs[st->block - st->run->start] = st->crc;
 		} else {
@@ -469,9 +525,14 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async)
 	}
 	if (!err)
 		err = hubfs_cache_reserve(r->cache, end - off);
-	if (!err)
+	if (!err) {
+		/* Without a buffer, bytes go straight to the file. */
+		st.buf_cap = end - off < SINK_BUF_MAX ? (size_t)(end - off)
+						      : SINK_BUF_MAX;
+		st.buf = hubfs_malloc(st.buf_cap);
 		err = hubfs_hub_read_range(r->hub, &file, off, end - off,
 					   sink_to_cache, &st);
+	}
 	if (!err && st.md)
 		err = commit_verified(&st);
 	if (err == -ENOSPC)
@@ -483,6 +544,7 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async)
 		     hubfs_err_or("no detail"));
 	EVP_MD_CTX_free(st.md);
 	hubfs_free(st.crcs);
+	hubfs_free(st.buf);
 	run_finish(obj, run, err);
 	if (!err && !st.md)
 		hash_advance(obj);

@@ -83,6 +83,15 @@
 
 #define HUB_USER_AGENT "hubfs"
 #define HUB_BUFFER_SIZE (256L * 1024)
+/*
+ * Idle connections kept in the share.  curl_easy_perform() applies each
+ * handle's CURLOPT_MAXCONNECTS (default 5) to the shared cache: with more
+ * transfers than that at once (fetch workers, FUSE threads, uploads) every
+ * finished transfer closed an idle connection and the next one opened a
+ * new one, so a cold sequential read made one TCP (and TLS) handshake per
+ * range request.
+ */
+#define HUB_MAX_CONNECTS 64L
 
 /* --- Small helpers -------------------------------------------------------- */
 
@@ -661,6 +670,7 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
 			 (long)hub->opts.low_speed_timeout_s);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_MAXCONNECTS, HUB_MAX_CONNECTS);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, HUB_USER_AGENT);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);

@@ -466,11 +466,55 @@ static void test_cache__wrong_crc_or_length(void)
 	CHECK_INT(hubfs_cache_obj_pwrite(obj, buf, sizeof(buf), 0), 0);
 	CHECK_INT(hubfs_cache_block_commit(obj, 0, hubfs_crc32c(0, buf, 99)),
 		  0);
+	/* The committer trusts its own CRC; any other opener checks. */
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 100), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
 	CHECK_INT(rows_of(dir, key), 0);
 	CHECK_INT(hubfs_cache_block_commit(obj, 0, hubfs_crc32c(0, buf, 100)),
 		  0);
 	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 100), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+/* A block committed here is present at once, without a read back. */
+static void test_cache__commit_needs_no_check(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	unsigned char buf[100];
+	struct hubfs_cache_stats stats;
+	char key[65];
+
+	make_key(key, 10);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 100), 0);
+	fill(buf, sizeof(buf), 10, 0);
+	CHECK_INT(hubfs_cache_obj_pwrite(obj, buf, sizeof(buf), 0), 0);
+	CHECK_INT(hubfs_cache_block_commit(obj, 0, hubfs_crc32c(0, buf, 100)),
+		  0);
+	/* Damage after the commit is this open's blind spot by design
+	 * (as after a check); it shows at the next open. */
+	CHECK_INT(scribble(dir, key, 0, 8), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	hubfs_cache_get_stats(cache, &stats);
+	CHECK_INT(stats.corrupt, 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 100), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
+	hubfs_cache_get_stats(cache, &stats);
+	CHECK_INT(stats.corrupt, 1);
 	hubfs_cache_obj_close(obj);
 	hubfs_cache_close(cache);
 }
@@ -1464,6 +1508,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__corrupt_truncated),
 	CHECK_TEST(test_cache__corrupt_deleted),
 	CHECK_TEST(test_cache__wrong_crc_or_length),
+	CHECK_TEST(test_cache__commit_needs_no_check),
 	CHECK_TEST(test_cache__checked_once_per_open),
 	CHECK_TEST(test_cache__lru_order),
 	CHECK_TEST(test_cache__evict_punches_holes),
