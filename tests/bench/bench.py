@@ -2050,6 +2050,13 @@ class Report:
           "was uploaded). Peak RSS is the daemon's VmHWM from /proc at "
           "unmount.")
         w("")
+        # What the profiles showed and why the defaults are what they are:
+        # written by hand, kept beside the suite, carried into every report.
+        findings = os.path.join(BENCH, "findings.md")
+        if os.path.exists(findings):
+            with open(findings) as f:
+                w(f.read().rstrip("\n"))
+            w("")
         return "\n".join(out)
 
     def as_json(self, invocation):

@@ -1453,6 +1453,39 @@ static void test_cache__crc32c_paths_agree(void)
 	free(buf);
 }
 
+/* Long buffers take the three-chain loops (spans of 8 KiB and 256 B):
+ * every length around their edges, and a whole block, split or not. */
+static void test_cache__crc32c_long_paths_agree(void)
+{
+	const size_t big = 3 * 8192 * 2 + 3 * 256 * 3 + 64;
+	unsigned char *buf = malloc(BS + 16);
+	unsigned seed = 777;
+	size_t edges[] = { 767, 768, 769, 775, 776, 3 * 8192 - 1, 3 * 8192,
+			   3 * 8192 + 1, 3 * 8192 + 768, 3 * 8192 + 775,
+			   6 * 8192, big };
+
+	CHECK(buf != NULL);
+	for (size_t i = 0; i < BS + 16; i++) {
+		seed = seed * 1103515245 + 12345;
+		buf[i] = (unsigned char)(seed >> 16);
+	}
+	for (size_t off = 0; off < 9; off++) {
+		for (size_t e = 0; e < sizeof(edges) / sizeof(edges[0]); e++)
+			CHECK_UINT(cache_crc32c_sw(~0u, buf + off, edges[e]),
+				   cache_crc32c_hw(~0u, buf + off, edges[e]));
+		for (size_t len = 700; len < big; len += 997)
+			CHECK_UINT(cache_crc32c_sw(3, buf + off, len),
+				   cache_crc32c_hw(3, buf + off, len));
+	}
+	CHECK_UINT(cache_crc32c_hw(0, buf, BS), cache_crc32c_sw(0, buf, BS));
+	CHECK_UINT(cache_crc32c_hw(cache_crc32c_hw(0, buf, 100000),
+				   buf + 100000, BS - 100000),
+		   cache_crc32c_sw(0, buf, BS));
+	memset(buf, 0, BS);
+	CHECK_UINT(cache_crc32c_hw(0, buf, BS), cache_crc32c_sw(0, buf, BS));
+	free(buf);
+}
+
 /* ---- throughput ---------------------------------------------------------- */
 
 static void test_cache__commit_rate(void)
@@ -1532,6 +1565,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__crc32c_table),
 	CHECK_TEST(test_cache__crc32c_sse42),
 	CHECK_TEST(test_cache__crc32c_paths_agree),
+	CHECK_TEST(test_cache__crc32c_long_paths_agree),
 	CHECK_TEST(test_cache__commit_rate),
 };
 
