@@ -14,9 +14,10 @@
  *	hubfs_fs_new()	 resolve the revision and load its tree (the checks
  *			 that decide whether the mount can succeed); starts
  *			 no thread, so the caller may fork afterwards
- *	hubfs_fs_mount() create the FUSE session, mount, start the workers
+ *	hubfs_fs_mount() start the workers, create the FUSE session, mount
  *	hubfs_fs_loop()	 serve requests until unmounted or signalled
- *	hubfs_fs_free()	 unmount if mounted, stop the workers, free
+ *	hubfs_fs_free()	 commit what is staged, stop the workers, unmount
+ *			 if mounted, free
  */
 #ifndef HUBFS_FS_H
 #define HUBFS_FS_H
@@ -77,7 +78,7 @@ struct hubfs_fs_stats {
 /* A snapshot of @fs's state and counters.  The strings are borrowed. */
 void hubfs_fs_get_stats(struct hubfs_fs *fs, struct hubfs_fs_stats *out);
 
-/* Unmount if mounted, stop all threads, free.  Accepts NULL. */
+/* Stop all threads, unmount if mounted, free.  Accepts NULL. */
 void hubfs_fs_free(struct hubfs_fs *fs);
 
 #endif /* HUBFS_FS_H */

@@ -31,7 +31,7 @@
  * Objects in memory.  Opening a key already open in this process shares
  * its struct cache_ent (refcounted, in the objs map keyed by key), and
  * with it the verified-block bitmap, so a block's CRC is checked once per
- * open, not once per read.  An ent has three states, changed under
+ * open, not once per read (and, through memos below, once per process).  An ent has three states, changed under
  * obj_lock:
  *
  *   INIT --file locked, objects row checked--> READY --last close--> freed
@@ -53,6 +53,18 @@
  * the bump sets its bit only if gen did not move, so no check that read
  * the old bytes can leave a bit set after a drop.  Eviction never touches
  * an open object, so nothing else can make a set bit stale.
+ *
+ * Memos.  When an object's last handle here closes, the blocks it had
+ * checked (and their CRCs) are kept in a memo, up to CACHE_MEMO_MAX of
+ * them, the oldest dropped first.  The next open of the key with the same
+ * size takes the memo, and a block whose row still has the remembered
+ * length and CRC is present without its bytes being read again: a row
+ * is only ever written after its bytes, with their CRC, so such a row
+ * still describes bytes this process checked or wrote, or the same
+ * content written again after an eviction.  The row is still looked up
+ * (an evictor may have deleted it and punched the bytes out).  Readers
+ * that open and close a file over and over (data loaders, one process
+ * per sample) then check each block once per process, not once per open.
  *
  * A damaged block.  A row whose bytes are short or do not match its CRC
  * is deleted (only if the row is still the one checked: another process
@@ -270,10 +282,25 @@ void cache_map_free(struct cache_map *map)
 
 /* --- the cache handle -------------------------------------------------- */
 
+static void memo_free(struct cache_memo *memo)
+{
+	if (!memo)
+		return;
+	hubfs_free(memo->bits);
+	hubfs_free(memo->crcs);
+	hubfs_free(memo);
+}
+
 static void cache_free(struct hubfs_cache *cache)
 {
 	if (!cache)
 		return;
+	while (cache->memos) {
+		struct cache_memo *memo = cache->memos;
+
+		cache->memos = memo->next;
+		memo_free(memo);
+	}
 	cache_db_close(cache);
 	if (cache->data_fd >= 0)
 		close(cache->data_fd);
@@ -411,6 +438,8 @@ static void ent_free(struct cache_ent *ent)
 		close(ent->fd);
 	hubfs_mutex_destroy(&ent->lock);
 	hubfs_free(ent->bits);
+	hubfs_free(ent->crcs);
+	memo_free(ent->memo);
 	hubfs_free(ent);
 }
 
@@ -434,7 +463,8 @@ static struct cache_ent *ent_new(const char *key, uint64_t size)
 		/* Large sizes cost address space, not memory: calloc maps
 		 * fresh zero pages, and only touched words are backed. */
 		ent->bits = hubfs_calloc(words, sizeof(*ent->bits));
-		if (!ent->bits) {
+		ent->crcs = hubfs_calloc(ent->nblocks, sizeof(*ent->crcs));
+		if (!ent->bits || !ent->crcs) {
 			ent_free(ent);
 			return NULL;
 		}
@@ -539,6 +569,90 @@ static void ent_sweep(struct hubfs_cache *cache, const struct cache_ent *ent)
 	close(fd);
 }
 
+/* Take the memo of @key at @size out of the list, if there is one. */
+static struct cache_memo *memo_take(struct hubfs_cache *cache, const char *key,
+				    uint64_t size) HUBFS_REQUIRES(cache->obj_lock)
+{
+	struct cache_memo **p, *memo;
+
+	for (p = &cache->memos; *p; p = &(*p)->next) {
+		if (strcmp((*p)->key, key) != 0)
+			continue;
+		memo = *p;
+		*p = memo->next;
+		cache->nmemos--;
+		if (memo->size == size)
+			return memo;
+		memo_free(memo);	/* another size: other bytes */
+		return NULL;
+	}
+	return NULL;
+}
+
+/*
+ * Keep what @ent (closed for good) knows as a memo: its checked blocks,
+ * and those of the memo it was opened with that it did not check again.
+ * Best effort: without memory, nothing is kept.
+ */
+static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
+{
+	uint64_t words = (ent->nblocks + 63) / 64, any = 0;
+	const struct cache_memo *old = ent->memo;
+	struct cache_memo *memo, *stale, **p;
+
+	if (words == 0)
+		return;
+	memo = hubfs_calloc(1, sizeof(*memo));
+	if (memo)
+		memo->bits = hubfs_malloc(words * sizeof(*memo->bits));
+	if (!memo || !memo->bits) {
+		memo_free(memo);
+		return;
+	}
+	memcpy(memo->key, ent->key, sizeof(memo->key));
+	memo->size = ent->size;
+	hubfs_mutex_lock(&ent->lock);
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t mine = atomic_load_explicit(&ent->bits[w],
+						     memory_order_relaxed);
+		uint64_t more = old ? old->bits[w] & ~mine : 0;
+
+		for (; more; more &= more - 1) {
+			uint64_t idx = w * 64 + (uint64_t)__builtin_ctzll(more);
+
+			ent->crcs[idx] = old->crcs[idx];
+			mine |= 1ull << (idx % 64);
+		}
+		memo->bits[w] = mine;
+		any |= mine;
+	}
+	memo->crcs = ent->crcs;
+	ent->crcs = NULL;
+	hubfs_mutex_unlock(&ent->lock);
+	if (!any) {
+		memo_free(memo);
+		return;
+	}
+	hubfs_mutex_lock(&cache->obj_lock);
+	/* An older memo of the key (kept while this ent was open, by an
+	 * ent of it closing just as this one opened) knows less. */
+	stale = memo_take(cache, memo->key, memo->size);
+	memo->next = cache->memos;
+	cache->memos = memo;
+	cache->nmemos++;
+	memo = NULL;
+	if (cache->nmemos > CACHE_MEMO_MAX) {
+		for (p = &cache->memos; (*p)->next; p = &(*p)->next)
+			;
+		memo = *p;	/* the oldest */
+		*p = NULL;
+		cache->nmemos--;
+	}
+	hubfs_mutex_unlock(&cache->obj_lock);
+	memo_free(memo);
+	memo_free(stale);
+}
+
 /*
  * Drop one reference to @ent.  The last one takes a READY ent out of the
  * map (a FAILED one is already out), unpins it and sweeps it.
@@ -559,6 +673,7 @@ static void ent_put(struct hubfs_cache *cache, struct cache_ent *ent)
 		close(ent->fd); /* drops the pin */
 		ent->fd = -1;
 		ent_sweep(cache, ent);
+		memo_keep(cache, ent);
 	}
 	ent_free(ent);
 }
@@ -609,6 +724,8 @@ static int ent_get(struct cache_ent **out, struct hubfs_cache *cache,
 	ent->err = err;
 	if (err)
 		cache_map_del(&cache->objs, ent->key);
+	else
+		ent->memo = memo_take(cache, key, size);
 	pthread_cond_broadcast(&cache->obj_cond);
 	hubfs_mutex_unlock(&cache->obj_lock);
 out:
@@ -689,17 +806,21 @@ static uint64_t ent_gen(struct cache_ent *ent)
 	return gen;
 }
 
-/* Set the bit of @idx unless a drop() happened since @gen was read. */
-static bool bit_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen)
+/* Set the bit of @idx, whose row has CRC @crc, unless a drop() happened
+ * since @gen was read. */
+static bool bit_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
+			  uint32_t crc)
 {
 	bool same;
 
 	hubfs_mutex_lock(&ent->lock);
 	same = ent->gen == gen;
-	if (same)
+	if (same) {
+		ent->crcs[idx] = crc;
 		atomic_fetch_or_explicit(&ent->bits[idx / 64],
 					 1ull << (idx % 64),
 					 memory_order_release);
+	}
 	hubfs_mutex_unlock(&ent->lock);
 	return same;
 }
@@ -725,6 +846,16 @@ static int block_row(struct hubfs_cache *cache, const struct cache_ent *ent,
 	}
 	cache_conn_unlock(cache, c);
 	return ret;
+}
+
+/* Whether an earlier open here checked block @idx with this very row. */
+static bool memo_knows(const struct cache_ent *ent, uint64_t idx,
+		       uint64_t len, uint32_t crc)
+{
+	const struct cache_memo *memo = ent->memo;
+
+	return memo && (memo->bits[idx / 64] >> (idx % 64) & 1) &&
+	       memo->crcs[idx] == crc && len == block_len(ent, idx);
 }
 
 /* Whether block @idx's bytes match @len and @crc: 1, 0, or -errno for a
@@ -804,11 +935,14 @@ int hubfs_cache_block_present(struct hubfs_cache_obj *obj, uint64_t idx)
 	}
 	gen = ent_gen(ent);
 	ret = block_row(cache, ent, idx, &len, &crc);
-	if (ret == 1) {
+	if (ret == 1 && memo_knows(ent, idx, len, crc)) {
+		if (!bit_set_since(ent, idx, gen, crc))
+			ret = 0; /* dropped meanwhile */
+	} else if (ret == 1) {
 		ret = block_check(ent, idx, len, crc);
 		if (ret == 0)
 			block_forget(cache, ent, idx, len, crc);
-		else if (ret == 1 && !bit_set_since(ent, idx, gen))
+		else if (ret == 1 && !bit_set_since(ent, idx, gen, crc))
 			ret = 0; /* dropped while checking */
 	}
 	if (ret >= 0)
@@ -909,7 +1043,7 @@ int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 	 * needs no check on first use (re-reading 1 MiB to CRC it again
 	 * was a third of a cold read's cost).  A drop since @gen wins. */
 	if (!err)
-		bit_set_since(ent, idx, gen);
+		bit_set_since(ent, idx, gen, crc);
 	return err;
 }
 

@@ -111,7 +111,23 @@ struct cache_ent {
 	/* Verified-block bitmap: read without a lock, set and cleared
 	 * only under lock. */
 	_Atomic uint64_t *bits;
+	uint32_t *crcs HUBFS_GUARDED_BY(lock); /* the CRC of each bit set */
+	/* What an earlier open in this process knew (see "Memos" in
+	 * cache.c): set before the ent is READY, read-only after. */
+	struct cache_memo *memo;
 };
+
+/* The checked blocks of an object closed in this process. */
+struct cache_memo {
+	char key[CACHE_KEY_MAX + 1];
+	uint64_t size;
+	uint64_t *bits;
+	uint32_t *crcs;
+	struct cache_memo *next; /* cache.memos, newest first */
+};
+
+/* Memos kept; the oldest goes first. */
+#define CACHE_MEMO_MAX 256
 
 /* A batched LRU touch, flushed to the index about once a second. */
 struct cache_touch {
@@ -130,6 +146,8 @@ struct hubfs_cache {
 	struct hubfs_mutex obj_lock; /* taken with no other lock held */
 	pthread_cond_t obj_cond; /* with obj_lock: an ent left INIT */
 	struct cache_map objs HUBFS_GUARDED_BY(obj_lock); /* key -> ent */
+	struct cache_memo *memos HUBFS_GUARDED_BY(obj_lock);
+	unsigned int nmemos HUBFS_GUARDED_BY(obj_lock);
 
 	struct hubfs_mutex touch_lock; /* taken with no other lock held */
 	struct cache_touch *touches HUBFS_GUARDED_BY(touch_lock);

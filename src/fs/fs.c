@@ -2809,13 +2809,15 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 
 	if (!fs)
 		return;
-	/* The reader first: its workers may still want the session (to drop
-	 * bad pages), and so may threads already doing so. */
+	/* The reader's workers first: they may still want the session (to
+	 * drop bad pages), and so may threads already doing so.  The reader
+	 * itself goes last: handles whose release never came (below) still
+	 * hold its objects. */
 	if (fs->work)
 		fs_commit_stop(fs->work);
 	/* After the last commit, so the file's final counts include it. */
 	metrics_stop(fs);
-	fs_reader_free(fs->reader);
+	fs_reader_stop(fs->reader);
 	while (atomic_load(&fs->invalidating) > 0)
 		usleep(10000);
 	if (fs->se) {
@@ -2845,6 +2847,7 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 			hubfs_free(in);
 		}
 	}
+	fs_reader_free(fs->reader);
 	fs_work_free(fs->work);
 	hubfs_journal_close(fs->journal);
 	fs_tree_put(fs->work_base);

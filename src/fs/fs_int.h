@@ -122,6 +122,10 @@ struct fs_reader_opts {
 
 int fs_reader_new(struct fs_reader **out, struct hubfs_hub *hub,
 		  struct hubfs_cache *cache, const struct fs_reader_opts *opts);
+/* Stop and join the fetch workers (queued readahead is cancelled); open
+ * objects stay usable for their last fs_object_put().  Idempotent. */
+void fs_reader_stop(struct fs_reader *reader);
+/* Stop, then free the reader and any object still open. */
 void fs_reader_free(struct fs_reader *reader);
 
 /*

@@ -679,7 +679,7 @@ int fs_reader_new(struct fs_reader **out, struct hubfs_hub *hub,
 
 static void object_free(struct fs_object *obj);
 
-void fs_reader_free(struct fs_reader *r)
+void fs_reader_stop(struct fs_reader *r)
 {
 	unsigned int i;
 
@@ -691,8 +691,18 @@ void fs_reader_free(struct fs_reader *r)
 	pthread_mutex_unlock(&r->lock);
 	for (i = 0; i < r->nthreads; i++)
 		pthread_join(r->threads[i], NULL);
+	r->nthreads = 0;
+}
+
+void fs_reader_free(struct fs_reader *r)
+{
+	unsigned int i;
+
+	if (!r)
+		return;
+	fs_reader_stop(r);
 	hubfs_free(r->threads);
-	/* Files still open at exit get no release: close them here. */
+	/* Objects nobody put back (the caller's handles are gone). */
 	for (i = 0; i < TABLE_SIZE; i++) {
 		while (r->table[i]) {
 			struct fs_object *obj = r->table[i];

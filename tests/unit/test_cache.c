@@ -372,6 +372,17 @@ static int two_blocks(struct hubfs_cache **cache, const char *dir,
 	return err;
 }
 
+/*
+ * Close and open @dir's cache again, as another process would: the memos
+ * of what this one checked are gone (damage shows only to an opener that
+ * did not check the block itself, see test_cache__memo_*).
+ */
+static int reopen(struct hubfs_cache **cache, const char *dir)
+{
+	hubfs_cache_close(*cache);
+	return hubfs_cache_open(cache, dir, 8 * BS);
+}
+
 /* After the damage: block 0 fine, block 1 gone, counted, unverified. */
 static void expect_block1_damaged(struct hubfs_cache *cache, const char *dir,
 				  const char *key)
@@ -404,6 +415,7 @@ static void test_cache__corrupt_overwritten(void)
 
 	make_key(key, 5);
 	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
 	CHECK_INT(scribble(dir, key, BS + 1000, 3), 0);
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
@@ -420,6 +432,7 @@ static void test_cache__corrupt_truncated(void)
 
 	make_key(key, 6);
 	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
 	data_path(path, sizeof(path), dir, key);
 	CHECK_INT(truncate(path, (off_t)(BS + BS / 2)), 0);
 	expect_block1_damaged(cache, dir, key);
@@ -436,6 +449,7 @@ static void test_cache__corrupt_deleted(void)
 
 	make_key(key, 7);
 	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
 	data_path(path, sizeof(path), dir, key);
 	CHECK_INT(unlink(path), 0);
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
@@ -519,8 +533,8 @@ static void test_cache__commit_needs_no_check(void)
 	hubfs_cache_close(cache);
 }
 
-/* A block is checked once per open: later damage shows after reopen. */
-static void test_cache__checked_once_per_open(void)
+/* A block is checked once per process: later damage shows to another. */
+static void test_cache__checked_once_per_process(void)
 {
 	const char *dir = check_path("c");
 	struct hubfs_cache *cache;
@@ -529,6 +543,7 @@ static void test_cache__checked_once_per_open(void)
 
 	make_key(key, 9);
 	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
 	CHECK_INT(hubfs_cache_obj_open(&a, cache, key, 2 * BS), 0);
 	CHECK_INT(hubfs_cache_block_present(a, 1), 1);
 	CHECK_INT(scribble(dir, key, BS, 8), 0);
@@ -540,9 +555,57 @@ static void test_cache__checked_once_per_open(void)
 	hubfs_cache_obj_close(b);
 	CHECK_INT(hubfs_cache_block_present(a, 1), 1);
 	hubfs_cache_obj_close(a);
+	/* Reopened here: the memo answers, the row being unchanged. */
+	CHECK_INT(hubfs_cache_obj_open(&a, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(a, 1), 1);
+	hubfs_cache_obj_close(a);
+	/* Another process checks, and finds the damage. */
+	CHECK_INT(reopen(&cache, dir), 0);
 	CHECK_INT(hubfs_cache_obj_open(&a, cache, key, 2 * BS), 0);
 	CHECK_INT(hubfs_cache_block_present(a, 1), 0);
+	CHECK_INT(hubfs_cache_block_present(a, 0), 1);
 	hubfs_cache_obj_close(a);
+	hubfs_cache_close(cache);
+}
+
+/*
+ * A memo is trusted only while the row it remembers is there, unchanged:
+ * a block evicted meanwhile is absent, and one written again by another
+ * process (another row) is checked again.
+ */
+static void test_cache__memo_needs_the_same_row(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache, *other;
+	struct hubfs_cache_obj *obj, *o2;
+	uint64_t freed = 0;
+	char key[65];
+
+	make_key(key, 12);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	/* Evicted by another process after this one closed the object. */
+	CHECK_INT(hubfs_cache_open(&other, dir, 8 * BS), 0);
+	CHECK_INT(hubfs_cache_trim(other, BS, &freed), 0);
+	CHECK_UINT(freed, BS);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0) +
+			  hubfs_cache_block_present(obj, 1),
+		  1);
+	hubfs_cache_obj_close(obj);
+	/* Rewritten by another process with other bytes, then damaged: the
+	 * row's CRC is not the remembered one, so the bytes are checked. */
+	CHECK_INT(hubfs_cache_trim(other, 0, &freed), 0);
+	CHECK_INT(hubfs_cache_obj_open(&o2, other, key, 2 * BS), 0);
+	CHECK_INT(put_block(o2, 2 * BS, 0, 99), 0);
+	CHECK_INT(put_block(o2, 2 * BS, 1, 99), 0);
+	hubfs_cache_obj_close(o2);
+	CHECK_INT(scribble(dir, key, 10, 8), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 1);
+	CHECK_INT(check_range(obj, BS, BS, 99), 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(other);
 	hubfs_cache_close(cache);
 }
 
@@ -1542,7 +1605,8 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__corrupt_deleted),
 	CHECK_TEST(test_cache__wrong_crc_or_length),
 	CHECK_TEST(test_cache__commit_needs_no_check),
-	CHECK_TEST(test_cache__checked_once_per_open),
+	CHECK_TEST(test_cache__checked_once_per_process),
+	CHECK_TEST(test_cache__memo_needs_the_same_row),
 	CHECK_TEST(test_cache__lru_order),
 	CHECK_TEST(test_cache__evict_punches_holes),
 	CHECK_TEST(test_cache__damaged_index_rows),
