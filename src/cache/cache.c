@@ -61,10 +61,21 @@
  * length and CRC is present without its bytes being read again: a row
  * is only ever written after its bytes, with their CRC, so such a row
  * still describes bytes this process checked or wrote, or the same
- * content written again after an eviction.  The row is still looked up
- * (an evictor may have deleted it and punched the bytes out).  Readers
- * that open and close a file over and over (data loaders, one process
- * per sample) then check each block once per process, not once per open.
+ * content written again after an eviction.  The row is looked up (an
+ * evictor may have deleted it and punched the bytes out), unless the
+ * index cannot have lost a row since: each open reads the index's epoch
+ * once it has pinned the object, PRAGMA data_version (which moves when
+ * another connection, here or in another process, commits) and the
+ * block-deleting statements prepared on CONN_BLOCKS, and the memo keeps
+ * its ent's.  Every bit of the memo was true at some time after that
+ * epoch (checked, committed or matched while pinned), so if the epoch is
+ * the same at the next open, no row was deleted in between and the
+ * memo's bits are the ent's at once.  Bits an ent only carried over from
+ * the memo it was opened with held at that older epoch: a memo with any
+ * of them gets no epoch, and its rows are looked up.
+ * Readers that open and close a file over and over (data loaders, one
+ * process per sample) then check each block once per process, not once
+ * per open.
  *
  * A damaged block.  A row whose bytes are short or do not match its CRC
  * is deleted (only if the row is still the one checked: another process
@@ -569,6 +580,57 @@ static void ent_sweep(struct hubfs_cache *cache, const struct cache_ent *ent)
 	close(fd);
 }
 
+/* The index's epoch: PRAGMA data_version and the block deletions
+ * prepared on CONN_BLOCKS.  0 or -errno. */
+static int index_epoch(struct hubfs_cache *cache, int64_t *dv,
+		       uint64_t *deletes)
+{
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	sqlite3_stmt *st;
+	int ret;
+
+	hubfs_mutex_lock(&c->lock);
+	ret = cache_stmt(&st, c, STMT_DATA_VERSION);
+	if (!ret)
+		ret = cache_step(c, st);
+	if (ret == 1) {
+		*dv = sqlite3_column_int64(st, 0);
+		*deletes = c->deletes;
+		sqlite3_reset(st);
+		ret = 0;
+	} else if (ret == 0) {
+		ret = -EIO;	/* the pragma always answers */
+	}
+	cache_conn_unlock(cache, c);
+	return ret;
+}
+
+/*
+ * Give @ent, just opened and pinned (its epoch read), what @memo knows:
+ * all of it when no row can have gone since the memo's epoch, else the
+ * memo itself, for block_present() to consult row by row.  Consumes
+ * @memo.
+ */
+static void memo_adopt(struct cache_ent *ent, struct cache_memo *memo)
+{
+	uint64_t words = (ent->nblocks + 63) / 64;
+
+	if (!memo)
+		return;
+	if (!memo->epoch_ok || !ent->epoch_ok || ent->dv != memo->dv ||
+	    ent->deletes != memo->deletes) {
+		ent->memo = memo;
+		return;
+	}
+	hubfs_mutex_lock(&ent->lock);
+	memcpy(ent->crcs, memo->crcs, ent->nblocks * sizeof(*ent->crcs));
+	for (uint64_t w = 0; w < words; w++)
+		atomic_store_explicit(&ent->bits[w], memo->bits[w],
+				      memory_order_relaxed);
+	hubfs_mutex_unlock(&ent->lock);
+	memo_free(memo);
+}
+
 /* Take the memo of @key at @size out of the list, if there is one. */
 static struct cache_memo *memo_take(struct hubfs_cache *cache, const char *key,
 				    uint64_t size) HUBFS_REQUIRES(cache->obj_lock)
@@ -596,7 +658,7 @@ static struct cache_memo *memo_take(struct hubfs_cache *cache, const char *key,
  */
 static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 {
-	uint64_t words = (ent->nblocks + 63) / 64, any = 0;
+	uint64_t words = (ent->nblocks + 63) / 64, any = 0, inherited = 0;
 	const struct cache_memo *old = ent->memo;
 	struct cache_memo *memo, *stale, **p;
 
@@ -611,12 +673,15 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	}
 	memcpy(memo->key, ent->key, sizeof(memo->key));
 	memo->size = ent->size;
+	memo->dv = ent->dv;
+	memo->deletes = ent->deletes;
 	hubfs_mutex_lock(&ent->lock);
 	for (uint64_t w = 0; w < words; w++) {
 		uint64_t mine = atomic_load_explicit(&ent->bits[w],
 						     memory_order_relaxed);
 		uint64_t more = old ? old->bits[w] & ~mine : 0;
 
+		inherited |= more;
 		for (; more; more &= more - 1) {
 			uint64_t idx = w * 64 + (uint64_t)__builtin_ctzll(more);
 
@@ -629,6 +694,10 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	memo->crcs = ent->crcs;
 	ent->crcs = NULL;
 	hubfs_mutex_unlock(&ent->lock);
+	/* Bits carried over from the memo this ent was opened with held at
+	 * that memo's epoch, not necessarily at this one: with any of them,
+	 * the next open must look their rows up. */
+	memo->epoch_ok = ent->epoch_ok && !inherited;
 	if (!any) {
 		memo_free(memo);
 		return;
@@ -682,6 +751,7 @@ static void ent_put(struct hubfs_cache *cache, struct cache_ent *ent)
 static int ent_get(struct cache_ent **out, struct hubfs_cache *cache,
 		   const char *key, uint64_t size)
 {
+	struct cache_memo *memo;
 	struct cache_ent *ent;
 	int err = 0;
 
@@ -719,13 +789,23 @@ static int ent_get(struct cache_ent **out, struct hubfs_cache *cache,
 	if (!err)
 		err = ent_sync_row(cache, ent);
 
+	if (!err) {
+		/* Pinned, and the row settled: from here on, no row of this
+		 * object goes without the epoch moving. */
+		ent->epoch_ok = index_epoch(cache, &ent->dv,
+					    &ent->deletes) == 0;
+		hubfs_mutex_lock(&cache->obj_lock);
+		memo = memo_take(cache, key, size);
+		hubfs_mutex_unlock(&cache->obj_lock);
+		/* Before READY: other openers read what it sets, lock-free. */
+		memo_adopt(ent, memo);
+	}
+
 	hubfs_mutex_lock(&cache->obj_lock);
 	ent->state = err ? ENT_FAILED : ENT_READY;
 	ent->err = err;
 	if (err)
 		cache_map_del(&cache->objs, ent->key);
-	else
-		ent->memo = memo_take(cache, key, size);
 	pthread_cond_broadcast(&cache->obj_cond);
 	hubfs_mutex_unlock(&cache->obj_lock);
 out:

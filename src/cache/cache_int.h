@@ -39,6 +39,7 @@ enum cache_stmt {
 	STMT_ROLLBACK,
 	STMT_USAGE_GET,
 	STMT_BLOCK_GET,
+	STMT_DATA_VERSION,
 	STMT_BLOCK_PUT,
 	STMT_BLOCK_DEL,
 	STMT_BLOCK_DEL_IF,
@@ -74,6 +75,10 @@ struct cache_conn {
 	struct hubfs_mutex lock; /* one conn.lock at a time */
 	sqlite3 *db HUBFS_GUARDED_BY(lock);
 	sqlite3_stmt *stmt[STMT_COUNT] HUBFS_GUARDED_BY(lock);
+	/* Statements that delete block rows prepared here (whether or not
+	 * they deleted any): with PRAGMA data_version, which counts other
+	 * connections' commits, this says whether a row may have gone. */
+	uint64_t deletes HUBFS_GUARDED_BY(lock);
 };
 
 /* String-keyed open-addressing hash map; keys are borrowed. */
@@ -113,8 +118,12 @@ struct cache_ent {
 	_Atomic uint64_t *bits;
 	uint32_t *crcs HUBFS_GUARDED_BY(lock); /* the CRC of each bit set */
 	/* What an earlier open in this process knew (see "Memos" in
-	 * cache.c): set before the ent is READY, read-only after. */
+	 * cache.c), and the index's epoch once this open pinned the file:
+	 * set before the ent is READY, read-only after. */
 	struct cache_memo *memo;
+	bool epoch_ok;
+	int64_t dv;
+	uint64_t deletes;
 };
 
 /* The checked blocks of an object closed in this process. */
@@ -123,6 +132,11 @@ struct cache_memo {
 	uint64_t size;
 	uint64_t *bits;
 	uint32_t *crcs;
+	/* The index's epoch when the ent it came from was opened (see
+	 * "Memos"): valid, data_version, deletes. */
+	bool epoch_ok;
+	int64_t dv;
+	uint64_t deletes;
 	struct cache_memo *next; /* cache.memos, newest first */
 };
 

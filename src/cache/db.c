@@ -95,6 +95,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_COMMIT] = "COMMIT",
 	[STMT_ROLLBACK] = "ROLLBACK",
 	[STMT_USAGE_GET] = "SELECT bytes, blocks FROM usage WHERE id = 0",
+	[STMT_DATA_VERSION] = "PRAGMA data_version",
 	[STMT_BLOCK_GET] =
 		"SELECT len, crc FROM blocks WHERE key = ?1 AND idx = ?2",
 	[STMT_BLOCK_PUT] =
@@ -213,6 +214,9 @@ int cache_stmt(sqlite3_stmt **out, struct cache_conn *c, enum cache_stmt id)
 	sqlite3_stmt *st = c->stmt[id];
 	int rc;
 
+	if (id == STMT_BLOCK_DEL || id == STMT_BLOCK_DEL_IF ||
+	    id == STMT_BLOCKS_DEL_OBJ)
+		c->deletes++;
 	if (st) {
 		sqlite3_reset(st);
 		sqlite3_clear_bindings(st);
@@ -268,7 +272,7 @@ int cache_exec(struct cache_conn *c, sqlite3_stmt *st)
 
 int cache_exec_id(struct cache_conn *c, enum cache_stmt id)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = cache_stmt(&st, c, id);
 
 	return err ? err : cache_exec(c, st);

@@ -1547,9 +1547,15 @@ static int wnode_read_prepare(fuse_req_t req, struct hubfs_fs *fs,
 	return 0;
 }
 
+static void reply_early(void *arg, const void *buf, size_t len)
+{
+	fuse_reply_buf(arg, buf, len);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	const struct fs_early early = { .reply = reply_early, .arg = req };
 	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
 	struct hubfs_fs *fs = req_fs(req);
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
@@ -1576,7 +1582,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fs_object_get(obj);
 	fs_reader_advise(obj, &f->stream, (uint64_t)off, size);
 	pthread_mutex_unlock(&f->lock);
-	err = fs_reader_prepare(obj, (uint64_t)off, size, &fd, &len);
+	err = fs_reader_prepare(obj, (uint64_t)off, size, &fd, &len, &early);
+	if (err == 1) {
+		/* Answered from the transfer; @f may be gone already. */
+		count_read(fs, len);
+		goto out_put;
+	}
 	if (err == -ENOSPC) {
 		/* The cache is full of files in use: read around it. */
 		char *buf = hubfs_malloc(size);

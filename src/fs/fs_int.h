@@ -146,14 +146,28 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *stream,
 		      uint64_t off, size_t size);
 
 /*
+ * A way to hand the bytes of a read over as soon as they arrive: when the
+ * read's bytes all come from one range request made for it, reply() gets
+ * them from the transfer, before the rest of the blocks arrive and are
+ * stored.  Called at most once, from the reading thread, with no lock
+ * held.
+ */
+struct fs_early {
+	void (*reply)(void *arg, const void *buf, size_t len);
+	void *arg;
+};
+
+/*
  * Make bytes [@off, @off + @size) of the object available, fetching what
- * the cache lacks.  On success *@fd is a descriptor to read them from at
- * the same offsets (valid while @obj is open) and *@len how many there
- * are (less than @size only at the end of the file).  -ENOSPC means the
- * cache could not make room: use fs_reader_read_direct().
+ * the cache lacks.  On success (0) *@fd is a descriptor to read them from
+ * at the same offsets (valid while @obj is open) and *@len how many there
+ * are (less than @size only at the end of the file).  1: @early (if not
+ * NULL) got the *@len bytes already; the caller must not use @obj again
+ * unless it holds a reference of its own.  -ENOSPC means the cache could
+ * not make room: use fs_reader_read_direct().
  */
 int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
-		      int *fd, size_t *len);
+		      int *fd, size_t *len, const struct fs_early *early);
 
 /* Read bytes straight from the Hub into @buf, bypassing the cache. */
 ssize_t fs_reader_read_direct(struct fs_object *obj, void *buf, size_t size,

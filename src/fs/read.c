@@ -29,9 +29,16 @@
  *	FETCHING --all committed--> DONE(err 0)
  *	FETCHING --request failed--> DONE(err < 0)
  *
- * The run a read needs first is fetched by the reading thread itself;
- * the others, and readahead, go to a pool of worker threads.  Readahead
- * queues are bounded (readahead is dropped, never waited for, when full).
+ * The runs a read needs are fetched by the reading thread itself;
+ * readahead goes to a pool of worker threads.  When one run the reading
+ * thread makes covers the whole read, the read is answered from the
+ * transfer as soon as its bytes have passed (struct fs_early), not when
+ * the run's last block is stored: a cold random read waits for the bytes
+ * up to its end, not for the rest of the block, its write to the cache
+ * file and the index commit.  Not for an object fetched whole and hashed
+ * before commit (below): that one is never served before its check.
+ * Readahead queues are bounded (readahead is dropped, never waited for,
+ * when full).
  *
  * Readahead.  A file handle whose reads follow each other is sequential:
  * its window doubles on every such read, up to max_window_blocks, and the
@@ -328,9 +335,21 @@ static void run_finish(struct fs_object *obj, struct fs_run *run, int err)
 	pthread_mutex_unlock(&obj->lock);
 }
 
+/* A read answered from the transfer (see fs_early in fs_int.h). */
+struct early_read {
+	const struct fs_early *early;
+	uint64_t off;		/* the read's bytes: [off, off + len) */
+	size_t len;
+	unsigned char *buf;
+	size_t got;		/* bytes of it copied so far */
+	bool replied;
+	bool held;		/* a reference of ours to the object */
+};
+
 struct sink_state {
 	struct fs_object *obj;
 	struct fs_run *run;
+	struct early_read *er;	/* or NULL */
 	uint64_t block;		/* block being filled */
 	uint64_t fill;		/* bytes of it written */
 	uint32_t crc;
@@ -353,6 +372,25 @@ struct sink_state {
 };
 
 #define SINK_BUF_MAX (256 * 1024)
+
+/* Copy what of [@off, @off + @n) the early read wants; answer it once
+ * all its bytes are in.  Bytes arrive in order, each once. */
+static void early_feed(struct early_read *er, const unsigned char *p,
+		       size_t n, uint64_t off)
+{
+	uint64_t lo = off > er->off ? off : er->off;
+	uint64_t hi = off + n < er->off + er->len ? off + n
+						  : er->off + er->len;
+
+	if (lo >= hi)
+		return;
+	memcpy(er->buf + (lo - er->off), p + (lo - off), (size_t)(hi - lo));
+	er->got += (size_t)(hi - lo);
+	if (er->got == er->len) {
+		er->early->reply(er->early->arg, er->buf, er->len);
+		er->replied = true;
+	}
+}
 
 /* Write what @st has gathered to the cache file. */
 static int sink_flush(struct sink_state *st)
@@ -428,6 +466,8 @@ static int sink_to_cache(void *arg, uint64_t off, const void *data,
 		err = sink_write(st, p, n, off);
 		if (err)
 			return err;
+		if (st->er && !st->er->replied)
+			early_feed(st->er, p, n, off);
 		st->crc = hubfs_crc32c(st->crc, p, n);
 		if (st->md && !EVP_DigestUpdate(st->md, p, n))
 			return -EIO;
@@ -505,7 +545,8 @@ static void punch_uncommitted(struct fs_object *obj, struct fs_run *run,
  * of runs nobody waits for (@async: readahead) are logged here; others
  * reach the FUSE layer, which logs them.
  */
-static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async)
+static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async,
+		      struct early_read *er)
 {
 	struct fs_reader *r = obj->reader;
 	struct sink_state st = { .obj = obj, .run = run, .block = run->start };
@@ -522,6 +563,9 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async)
 		st.crcs = hubfs_calloc(run->end - run->start, sizeof(*st.crcs));
 		if (!st.md || !st.crcs)
 			err = -ENOMEM;
+	} else if (er) {
+		er->buf = hubfs_malloc(er->len);
+		st.er = er->buf ? er : NULL;	/* without: answered later */
 	}
 	if (!err)
 		err = hubfs_cache_reserve(r->cache, end - off);
@@ -632,7 +676,7 @@ static void *worker_main(void *arg)
 		if (r->stop)
 			run_finish(job->obj, job->run, -ECANCELED);
 		else
-			run_fetch(job->obj, job->run, true);
+			run_fetch(job->obj, job->run, true, NULL);
 		fs_object_put(job->obj);
 		hubfs_free(job);
 	}
@@ -909,8 +953,10 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		queue_readahead(obj, st, from, to);
 }
 
-/* Make blocks [@b0, @b1] present, fetching the missing ones. */
-static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1)
+/* Make blocks [@b0, @b1] present, fetching the missing ones.  @er: a
+ * read to answer from the transfer if one run of ours covers it all. */
+static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
+			 struct early_read *er)
 {
 	struct fs_reader *r = obj->reader;
 	uint64_t idx;
@@ -953,8 +999,15 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1)
 		}
 		run->refs++;	/* ours, while we wait */
 		pthread_mutex_unlock(&obj->lock);
-		if (mine)
-			run_fetch(obj, mine, false);
+		if (mine && er && idx == b0 && mine->end > b1) {
+			/* Once answered, the caller's handle (and its
+			 * reference) may go at any time. */
+			fs_object_get(obj);
+			er->held = true;
+			run_fetch(obj, mine, false, er);
+		} else if (mine) {
+			run_fetch(obj, mine, false, NULL);
+		}
 		pthread_mutex_lock(&obj->lock);
 		err = run_wait(obj, run, idx);
 		run_put(run);
@@ -980,7 +1033,7 @@ static int verify_whole(struct fs_object *obj)
 	uint64_t idx;
 	int err;
 
-	err = ensure_blocks(obj, 0, obj->nblocks - 1);
+	err = ensure_blocks(obj, 0, obj->nblocks - 1, NULL);
 	if (err)
 		return err;
 	pthread_mutex_lock(&obj->hash_lock);
@@ -1022,8 +1075,9 @@ static int verify_whole(struct fs_object *obj)
 }
 
 int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
-		      int *fd, size_t *len)
+		      int *fd, size_t *len, const struct fs_early *early)
 {
+	struct early_read er = { .early = early };
 	uint64_t b0, b1, idx, avail;
 	bool suspect;
 	int err;
@@ -1047,14 +1101,25 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	avail = obj->size - off < size ? obj->size - off : size;
 	b0 = off / BS;
 	b1 = (off + avail - 1) / BS;
-	err = ensure_blocks(obj, b0, b1);
-	if (err)
-		return err;
-	for (idx = b0; idx <= b1; idx++)
-		hubfs_cache_block_touch(obj->cobj, idx);
-	*fd = hubfs_cache_obj_fd(obj->cobj);
-	*len = (size_t)avail;
-	return 0;
+	er.off = off;
+	er.len = (size_t)avail;
+	err = ensure_blocks(obj, b0, b1, early ? &er : NULL);
+	hubfs_free(er.buf);
+	if (er.replied) {
+		/* What failed after the answer (storing the blocks) costs
+		 * a later read a fetch, not this one its bytes. */
+		err = 1;
+	}
+	if (err >= 0)
+		for (idx = b0; idx <= b1; idx++)
+			hubfs_cache_block_touch(obj->cobj, idx);
+	if (err == 0)
+		*fd = hubfs_cache_obj_fd(obj->cobj);
+	if (err >= 0)
+		*len = (size_t)avail;
+	if (er.held)
+		fs_object_put(obj);	/* may be the last: @obj is gone */
+	return err;
 }
 
 struct direct_state {

@@ -488,7 +488,8 @@ int fs_work_read_content(struct fs_work *w, const struct fs_content *base,
 		size_t n;
 		ssize_t r;
 
-		err = fs_reader_prepare(obj, off + got, len - got, &fd, &n);
+		err = fs_reader_prepare(obj, off + got, len - got, &fd, &n,
+					NULL);
 		if (err == -ENOSPC) {
 			r = fs_reader_read_direct(obj, (char *)buf + got,
 						  len - got, off + got);

@@ -464,6 +464,31 @@ def test_transient_faults_give_correct_bytes(fault_hub, mount_factory, fault):
         assert f.read() == want
 
 
+def test_cold_read_is_answered_before_its_block_is_whole(fault_hub,
+                                                         mount_factory):
+    """A random read is answered once its own bytes have arrived: here the
+    Hub stalls 5 s after the first 64 KiB of the block, and a 4 KiB read at
+    the block's start must not wait for the rest of it."""
+    want = shard_bytes(fault_hub)
+    fault_hub.admin("POST", "/faults", {
+        "route": "cdn-get", "action": "stall", "after_bytes": 65536,
+        "seconds": 5, "times": 1})
+    m = mount_factory(fault_hub, "tester/m")
+    fd = os.open(m.path("model-00001-of-00001.safetensors"), os.O_RDONLY)
+    try:
+        t0 = time.monotonic()
+        got = os.pread(fd, 4096, 2 << 20)
+        elapsed = time.monotonic() - t0
+        assert got == want[2 << 20:(2 << 20) + 4096]
+        assert elapsed < 2.5, elapsed
+        # The stalled transfer still fills the block, and every byte of
+        # the file is right.
+        assert os.pread(fd, 1 << 20, 2 << 20) == want[2 << 20:3 << 20]
+        assert os.pread(fd, len(want), 0) == want
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("action", ["ignore_range", "wrong_range"])
 def test_wrong_answers_are_eio_never_wrong_bytes(fault_hub, mount_factory,
                                                  action):

@@ -568,6 +568,22 @@ static void test_cache__checked_once_per_process(void)
 	hubfs_cache_close(cache);
 }
 
+/* @evictor evicts one of the two blocks of @key; @cache must see it. */
+static void one_block_evicted(struct hubfs_cache *cache,
+			      struct hubfs_cache *evictor, const char *key)
+{
+	struct hubfs_cache_obj *obj;
+	uint64_t freed = 0;
+
+	CHECK_INT(hubfs_cache_trim(evictor, BS, &freed), 0);
+	CHECK_UINT(freed, BS);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0) +
+			  hubfs_cache_block_present(obj, 1),
+		  1);
+	hubfs_cache_obj_close(obj);
+}
+
 /*
  * A memo is trusted only while the row it remembers is there, unchanged:
  * a block evicted meanwhile is absent, and one written again by another
@@ -583,10 +599,22 @@ static void test_cache__memo_needs_the_same_row(void)
 
 	make_key(key, 12);
 	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	/* Evicted by this process after it closed the object. */
+	one_block_evicted(cache, cache, key);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(put_object(cache, key, 2 * BS, 5), 0);
 	/* Evicted by another process after this one closed the object. */
 	CHECK_INT(hubfs_cache_open(&other, dir, 8 * BS), 0);
+	one_block_evicted(cache, other, key);
+	/* Evicted by another process, then opened and closed here without a
+	 * read: the memo left then must not vouch for the evicted block. */
+	CHECK_INT(put_object(cache, key, 2 * BS, 5), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	hubfs_cache_obj_close(obj);
 	CHECK_INT(hubfs_cache_trim(other, BS, &freed), 0);
 	CHECK_UINT(freed, BS);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	hubfs_cache_obj_close(obj);
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 0) +
 			  hubfs_cache_block_present(obj, 1),
