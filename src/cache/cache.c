@@ -31,8 +31,8 @@
  * Objects in memory.  Opening a key already open in this process shares
  * its struct cache_ent (refcounted, in the objs map keyed by key), and
  * with it the verified-block bitmap, so a block's CRC is checked once per
- * open, not once per read (and, through memos below, once per process).  An ent has three states, changed under
- * obj_lock:
+ * open, not once per read (and, through memos below, once per process).
+ * An ent has three states, changed under obj_lock:
  *
  *   INIT --file locked, objects row checked--> READY --last close--> freed
  *     \--failure--> FAILED (out of the map; freed by its last ref)
@@ -48,10 +48,11 @@
  * The bitmap.  A bit is set by hubfs_cache_block_present() once the
  * block's bytes matched its row's length and CRC, or by
  * hubfs_cache_block_commit() (whose caller computed the CRC over the bytes
- * it wrote), and read without a lock afterwards.  hubfs_cache_obj_drop() deletes the rows and then clears
- * the bits and bumps ent.gen, under ent.lock; a check that started before
- * the bump sets its bit only if gen did not move, so no check that read
- * the old bytes can leave a bit set after a drop.  Eviction never touches
+ * it wrote), and read without a lock afterwards.  hubfs_cache_obj_drop()
+ * deletes the rows and then clears the bits and bumps ent.gen, under
+ * ent.lock; a check that started before the bump sets its bit only if
+ * gen did not move, so no check that read the old bytes can leave a bit
+ * set after a drop.  Eviction never touches
  * an open object, so nothing else can make a set bit stale.
  *
  * Memos.  When an object's last handle here closes, the blocks it had
