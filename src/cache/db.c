@@ -214,6 +214,7 @@ int cache_stmt(sqlite3_stmt **out, struct cache_conn *c, enum cache_stmt id)
 	sqlite3_stmt *st = c->stmt[id];
 	int rc;
 
+	*out = NULL;	/* set on every path: callers test only the result */
 	if (id == STMT_BLOCK_DEL || id == STMT_BLOCK_DEL_IF ||
 	    id == STMT_BLOCKS_DEL_OBJ)
 		c->deletes++;

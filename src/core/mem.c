@@ -84,7 +84,7 @@ char *hubfs_strndup(const char *s, size_t n)
 
 char *hubfs_strdup(const char *s)
 {
-	return hubfs_strndup(s, SIZE_MAX);
+	return hubfs_strndup(s, strlen(s));
 }
 
 void hubfs_free(void *ptr)

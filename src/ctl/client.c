@@ -481,7 +481,7 @@ out_free:
  */
 static int cache_dir_of(const char *target, char *dir, char *root)
 {
-	char probe[PATH_MAX], *value;
+	char probe[PATH_MAX], *value = NULL;
 	int err;
 
 	root[0] = '\0';

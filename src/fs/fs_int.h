@@ -82,10 +82,22 @@ struct fs_object;
  * into several that follow each other) or a loader's header read.
  */
 #define FS_STREAM_MIN_SEQ (2 * (uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+/*
+ * How far past the stream's end a read may start and still continue it:
+ * the kernel's readahead sends several reads at once, and FUSE threads
+ * take them in any order.
+ */
+#define FS_STREAM_SLACK ((uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+/*
+ * Readahead is asked for in batches of at least this many blocks (or up to
+ * the end of the file): asking block by block as the window slid made one
+ * range request per block.
+ */
+#define FS_STREAM_BATCH 8u
 
 struct fs_stream {
-	uint64_t next_off;	/* where a sequential reader reads next */
-	uint64_t seq_start;	/* where its current consecutive reads began */
+	uint64_t next_off;	/* the end of the furthest read of the stream */
+	uint64_t seq_start;	/* where the stream began */
 	uint64_t ra_next;	/* first block readahead has not asked for */
 	uint32_t window;	/* readahead window, in blocks */
 };

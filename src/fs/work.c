@@ -440,7 +440,7 @@ static int row_delete(struct fs_work *w, const char *path)
 /* Give @n (clean or committed) a stage over its current content. */
 static int ensure_stage(struct fs_work *w, struct fs_wnode *n)
 {
-	struct fs_stage *st;
+	struct fs_stage *st = NULL;
 	bool fresh = false;
 	char *path;
 	int err;
