@@ -77,9 +77,9 @@ struct fs_object;
 
 /* A file handle's sequential-read state (readahead). */
 /*
- * Consecutive bytes a stream must have read before readahead starts: more
- * than any one read a random reader makes (the kernel splits a 1 MiB read
- * into several that follow each other) or a loader's header read.
+ * Bytes a stream must cover before readahead starts: more than any one
+ * read a random reader makes (the kernel splits a 1 MiB read into several
+ * that follow each other) or a loader's header read.
  */
 #define FS_STREAM_MIN_SEQ (2 * (uint64_t)HUBFS_CACHE_BLOCK_SIZE)
 /*
