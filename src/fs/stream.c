@@ -17,10 +17,10 @@
  * consecutive ones, so a random 1 MiB read would otherwise look like the
  * start of a stream and fetch a window it never uses.  A read anywhere
  * else starts a new stream with no window, so mmap faults and tensor
- * loads fetch only what they touch.  ra_next remembers how far readahead has already asked, so that
- * each block is considered once per sequential pass.  Pure: no I/O, no
- * locks (the caller serialises calls for one stream), so it is unit
- * tested on its own.
+ * loads fetch only what they touch.  ra_next remembers how far readahead
+ * has already asked, so that each block is considered once per
+ * sequential pass.  Pure: no I/O, no locks (the caller serialises calls
+ * for one stream), so it is unit tested on its own.
  */
 #include "fs_int.h"
 
