@@ -400,8 +400,7 @@ static int sink_flush(struct sink_state *st)
 	if (st->buf_len)
 		err = hubfs_cache_obj_pwrite(st->obj->cobj, st->buf,
 					     st->buf_len, st->buf_off);
-	st->buf_off += st->buf_len;
-	st->buf_len = 0;
+	st->buf_len = 0;	/* sink_write() sets buf_off anew */
 	return err;
 }
 

@@ -465,6 +465,26 @@ static void test_cache__corrupt_deleted(void)
 	hubfs_cache_close(cache);
 }
 
+/*
+ * Open @dir's cache and in it a new 100-byte object of seed @seed, its
+ * block written and committed with the CRC of its first @crc_len bytes.
+ */
+static void small_object(struct hubfs_cache **cache,
+			 struct hubfs_cache_obj **obj, const char *dir,
+			 char key[65], unsigned seed, size_t crc_len)
+{
+	unsigned char buf[100];
+
+	make_key(key, seed);
+	CHECK_INT(hubfs_cache_open(cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(obj, *cache, key, sizeof(buf)), 0);
+	fill(buf, sizeof(buf), seed, 0);
+	CHECK_INT(hubfs_cache_obj_pwrite(*obj, buf, sizeof(buf), 0), 0);
+	CHECK_INT(hubfs_cache_block_commit(*obj, 0,
+					   hubfs_crc32c(0, buf, crc_len)),
+		  0);
+}
+
 static void test_cache__wrong_crc_or_length(void)
 {
 	const char *dir = check_path("c");
@@ -473,13 +493,8 @@ static void test_cache__wrong_crc_or_length(void)
 	unsigned char buf[100];
 	char key[65];
 
-	make_key(key, 8);
-	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
-	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 100), 0);
+	small_object(&cache, &obj, dir, key, 8, 99);
 	fill(buf, sizeof(buf), 8, 0);
-	CHECK_INT(hubfs_cache_obj_pwrite(obj, buf, sizeof(buf), 0), 0);
-	CHECK_INT(hubfs_cache_block_commit(obj, 0, hubfs_crc32c(0, buf, 99)),
-		  0);
 	/* The committer trusts its own CRC; any other opener checks. */
 	hubfs_cache_obj_close(obj);
 	hubfs_cache_close(cache);
@@ -505,19 +520,12 @@ static void test_cache__commit_needs_no_check(void)
 	const char *dir = check_path("c");
 	struct hubfs_cache *cache;
 	struct hubfs_cache_obj *obj;
-	unsigned char buf[100];
 	struct hubfs_cache_stats stats;
 	char key[65];
 
-	make_key(key, 10);
-	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
-	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 100), 0);
-	fill(buf, sizeof(buf), 10, 0);
-	CHECK_INT(hubfs_cache_obj_pwrite(obj, buf, sizeof(buf), 0), 0);
-	CHECK_INT(hubfs_cache_block_commit(obj, 0, hubfs_crc32c(0, buf, 100)),
-		  0);
-	/* Damage after the commit is this open's blind spot by design
-	 * (as after a check); it shows at the next open. */
+	small_object(&cache, &obj, dir, key, 10, 100);
+	/* Damage after the commit is this process's blind spot by design
+	 * (as after a check); it shows to another process. */
 	CHECK_INT(scribble(dir, key, 0, 8), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
 	hubfs_cache_get_stats(cache, &stats);
