@@ -61,7 +61,7 @@
 
 #define INO_REVS 2
 #define INO_DYNAMIC 16		/* hashed inode numbers start here */
-#define ITAB_SIZE 4096
+#define ITAB_MIN 4096		/* inode table buckets at first; doubles */
 #define FOREVER (86400.0 * 365)	/* kernel cache timeout for immutable data */
 #define REVS_NAME ".revisions"
 
@@ -136,7 +136,11 @@ struct hubfs_fs {
 	struct fs_rev *revs;		/* revs_lock */
 
 	pthread_mutex_t itab_lock;
-	struct fs_inode *itab[ITAB_SIZE];	/* itab_lock */
+	/* A chained hash table that doubles with its count, so a lookup
+	 * costs the same at 500 inodes as at 500,000. */
+	struct fs_inode **itab;		/* itab_lock */
+	size_t itab_size;		/* itab_lock; a power of two */
+	size_t itab_count;		/* itab_lock */
 	struct fs_inode root_inode, revs_inode;
 
 	pthread_mutex_t refs_lock;
@@ -656,6 +660,18 @@ static double rev_timeout(struct hubfs_fs *fs, const struct fs_rev *rev)
 	return fs->cfg->refresh;
 }
 
+/*
+ * How long the names in directory @node of @rev keep their meaning.  A
+ * directory with a tree id is content-addressed: its inode number comes
+ * from that id and its lookups answer from its own node, so its names
+ * never change; a change upstream shows as another directory inode.
+ */
+static double dir_timeout(struct hubfs_fs *fs, const struct fs_rev *rev,
+			  const struct fs_node *node)
+{
+	return node->oid[0] ? FOREVER : rev_timeout(fs, rev);
+}
+
 /* --- the ref listing (.revisions) ---------------------------------------- */
 
 static void refs_free(struct ref_list *refs)
@@ -756,31 +772,67 @@ static struct hubfs_fs *req_fs(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* Inode numbers are FNV hashes whose low bits mix poorly: take the
+ * bucket from the high bits of a Fibonacci multiplication. */
+static size_t itab_slot(size_t size, fuse_ino_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >>
+			(64 - __builtin_ctzll(size)));
+}
+
 static struct fs_inode *itab_find(struct hubfs_fs *fs, fuse_ino_t ino)
 {
 	struct fs_inode *in;
 
-	for (in = fs->itab[ino % ITAB_SIZE]; in; in = in->hnext)
+	for (in = fs->itab[itab_slot(fs->itab_size, ino)]; in; in = in->hnext)
 		if (in->ino == ino)
 			return in;
 	return NULL;
 }
 
+/* Double the table; on allocation failure the chains just grow longer. */
+static void itab_grow(struct hubfs_fs *fs)
+{
+	size_t size = fs->itab_size * 2, i;
+	struct fs_inode **t = hubfs_calloc(size, sizeof(*t));
+
+	if (!t)
+		return;
+	for (i = 0; i < fs->itab_size; i++) {
+		struct fs_inode *in = fs->itab[i], *nx;
+
+		for (; in; in = nx) {
+			nx = in->hnext;
+			in->hnext = t[itab_slot(size, in->ino)];
+			t[itab_slot(size, in->ino)] = in;
+		}
+	}
+	hubfs_free(fs->itab);
+	fs->itab = t;
+	fs->itab_size = size;
+}
+
 static void itab_insert(struct hubfs_fs *fs, struct fs_inode *in)
 {
-	struct fs_inode **head = &fs->itab[in->ino % ITAB_SIZE];
+	struct fs_inode **head;
 
+	if (fs->itab_count >= fs->itab_size)
+		itab_grow(fs);
+	head = &fs->itab[itab_slot(fs->itab_size, in->ino)];
 	in->hnext = *head;
 	*head = in;
+	fs->itab_count++;
 }
 
 static void itab_remove(struct hubfs_fs *fs, struct fs_inode *in)
 {
 	struct fs_inode **p;
 
-	for (p = &fs->itab[in->ino % ITAB_SIZE]; *p; p = &(*p)->hnext) {
+	for (p = &fs->itab[itab_slot(fs->itab_size, in->ino)]; *p;
+	     p = &(*p)->hnext) {
 		if (*p == in) {
 			*p = in->hnext;
+			fs->itab_count--;
 			return;
 		}
 	}
@@ -1010,8 +1062,9 @@ static void inode_stat(struct hubfs_fs *fs, struct fs_inode *in,
 		*timeout = rev_timeout(fs, in->rev);
 		break;
 	case K_NODE:
+		/* From the inode's own node and tree: fixed for its life. */
 		fill_stat(fs, st, in->ino, in->node, in->tree->time);
-		*timeout = rev_timeout(fs, in->rev);
+		*timeout = FOREVER;
 		break;
 	case K_WNODE:
 		wnode_stat(fs, in, st);
@@ -1041,7 +1094,8 @@ static void fill_entry(struct hubfs_fs *fs, struct fs_inode *in,
 /*
  * Find @name in directory @parent: the child's inode with one more
  * lookup counted, or a negative errno.  *@neg_timeout is how long the
- * kernel may remember that the name does not exist.
+ * kernel may remember the answer, found or not (0: the child's own
+ * timeout, and no negative entry).
  */
 static int do_lookup(struct hubfs_fs *fs, fuse_ino_t parent, const char *name,
 		     struct fs_inode **out, double *neg_timeout)
@@ -1078,7 +1132,7 @@ static int do_lookup(struct hubfs_fs *fs, fuse_ino_t parent, const char *name,
 		if (dir->node->type != HUBFS_ENTRY_DIR)
 			return -ENOTDIR;
 		node = fs_tree_child(dir->node, name);
-		*neg_timeout = rev_timeout(fs, dir->rev);
+		*neg_timeout = dir_timeout(fs, dir->rev, dir->node);
 		*out = node ? inode_for_node(fs, dir->rev, dir->tree, node)
 			    : NULL;
 		break;
@@ -1125,6 +1179,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	fill_entry(fs, in, &e);
+	if (neg > 0)
+		e.entry_timeout = neg;
 	fuse_reply_entry(req, &e);
 }
 
@@ -1216,7 +1272,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	handle_add(fs, &d->h, true);
 	fi->fh = (uintptr_t)d;
 	/* Immutable directories may be cached by the kernel. */
-	fi->cache_readdir = d->rev && rev_timeout(fs, d->rev) == FOREVER;
+	fi->cache_readdir = d->rev &&
+			    dir_timeout(fs, d->rev, d->node) == FOREVER;
 	fi->keep_cache = fi->cache_readdir;
 	fuse_reply_open(req, fi);
 }
@@ -1283,6 +1340,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 				if (!in)
 					break;
 				fill_entry(fs, in, &e);
+				e.entry_timeout = dir_timeout(fs, d->rev,
+							      d->node);
 			} else {
 				e.attr.st_ino = hash64(d->rev->dirname,
 						       node->path, node->oid);
@@ -2371,7 +2430,7 @@ static void drop_bad_pages(void *arg, const char *key)
 	if (!job)
 		return;
 	pthread_mutex_lock(&fs->itab_lock);
-	for (i = 0; i < ITAB_SIZE; i++) {
+	for (i = 0; i < fs->itab_size; i++) {
 		struct fs_inode *in;
 
 		for (in = fs->itab[i]; in && n < cap; in = in->hnext) {
@@ -2683,8 +2742,10 @@ int hubfs_fs_new(struct hubfs_fs **out, const struct hubfs_config *cfg,
 	    strlen(cfg->repo_name) + 4;
 	fs->repo_key = hubfs_malloc(n);
 	fs->repo_label = hubfs_malloc(n);
-	if (!fs->repo_key || !fs->repo_label)
+	fs->itab = hubfs_calloc(ITAB_MIN, sizeof(*fs->itab));
+	if (!fs->repo_key || !fs->repo_label || !fs->itab)
 		goto out_free;
+	fs->itab_size = ITAB_MIN;
 	snprintf(fs->repo_key, n, "%s %s/%s/%s", cfg->endpoint, type,
 		 cfg->repo_namespace, cfg->repo_name);
 	snprintf(fs->repo_label, n, "%s/%s/%s", type, cfg->repo_namespace,
@@ -2847,7 +2908,7 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 		else
 			file_free(fs, (struct fs_file *)h);
 	}
-	for (i = 0; i < ITAB_SIZE; i++) {
+	for (i = 0; i < fs->itab_size; i++) {
 		struct fs_inode *in = fs->itab[i], *nx;
 
 		for (; in; in = nx) {
@@ -2873,6 +2934,7 @@ void hubfs_fs_free(struct hubfs_fs *fs)
 	pthread_mutex_destroy(&fs->metrics_lock);
 	pthread_cond_destroy(&fs->metrics_cond);
 	pthread_mutex_destroy(&fs->itab_lock);
+	hubfs_free(fs->itab);
 	pthread_mutex_destroy(&fs->revs_lock);
 	hubfs_free(fs->repo_key);
 	hubfs_free(fs->repo_label);

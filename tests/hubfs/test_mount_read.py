@@ -301,6 +301,54 @@ def test_branch_move_and_open_file_keeps_its_content(localhub_factory,
     assert old_cfg != b"{}\n"
 
 
+def tree_of(root):
+    """{relative path: bytes} of every file under root, walked afresh."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for name in files:
+            p = os.path.join(d, name)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, root)] = f.read()
+    return out
+
+
+def test_branch_move_shows_in_subdirectories(localhub_factory, mount_factory):
+    # Directories below the root are cached by the kernel for as long as
+    # their tree id stands; a move upstream must still show at every depth
+    # once the root's entries expire.
+    h = localhub_factory()
+    h.seed("seed-model", "tester/m", "--no-history", "--shards", "1",
+           "--shard-size", "64KiB")
+    old_files = {"a/one.txt": "one\n", "a/deep/two.txt": "two\n",
+                 "a/deep/gone.txt": "gone\n", "b/three.txt": "three\n"}
+    h.start()
+    first = h.admin("POST", "/push", {"repo": "tester/m", "files": old_files})
+    m = mount_factory(h, "tester/m", "refresh=1")
+    before = tree_of(m.mnt)
+    for k, v in old_files.items():
+        assert before[k] == v.encode()
+    assert sorted(os.listdir(m.path("a", "deep"))) == ["gone.txt", "two.txt"]
+    pushed = h.admin("POST", "/push", {
+        "repo": "tester/m", "files": {"a/deep/two.txt": "TWO!\n",
+                                       "a/deep/new.txt": "new\n"},
+        "delete": ["a/deep/gone.txt"]})
+    time.sleep(2.5)
+    assert sorted(os.listdir(m.path("a", "deep"))) == ["new.txt", "two.txt"]
+    after = tree_of(m.mnt)
+    want = dict(before)
+    del want["a/deep/gone.txt"]
+    want["a/deep/two.txt"] = b"TWO!\n"
+    want["a/deep/new.txt"] = b"new\n"
+    assert after == want
+    assert not os.path.exists(m.path("a", "deep", "gone.txt"))
+    old = m.path(".revisions", first["commitOid"])
+    assert sorted(os.listdir(os.path.join(old, "a", "deep"))) == \
+        ["gone.txt", "two.txt"]
+    assert open(os.path.join(old, "a", "deep", "two.txt"), "rb").read() == \
+        b"two\n"
+    assert pushed["parent"] == first["commitOid"]
+
+
 # --- errors ---------------------------------------------------------------------
 
 def run_hubfs(hub, source, tmp_path, *opts, token=None, endpoint=None):
