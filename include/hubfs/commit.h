@@ -31,7 +31,8 @@ struct hubfs_commit_file {
 	 * renamed or copied LFS file): committed by its sha256, not read. */
 	bool known_lfs;
 	char sha256[65];	/* known_lfs: given; otherwise computed */
-	char oid[41];		/* computed: the git blob id ("" if known_lfs) */
+	char oid[41];		/* computed: the git blob id (inline files only;
+				 * "" for LFS ones) */
 	bool lfs;		/* set: committed as an LFS file */
 	bool skipped;		/* set: left out (unchanged or ignored) */
 };
@@ -57,8 +58,9 @@ struct hubfs_commit_req {
 int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 		      char out[41], bool *made);
 
-/* The git blob id of @size bytes read through @read, and their sha256;
- * the first min(size, 512) bytes go to @sample if not NULL. */
+/* The sha256 (unless @sha256 is NULL) and the git blob id (unless @oid is
+ * NULL) of @size bytes read through @read; the first min(size, 512) bytes
+ * go to @sample if not NULL. */
 int hubfs_commit_hash(hubfs_hub_source read, void *arg, uint64_t size,
 		      char sha256[65], char oid[41], uint8_t *sample);
 

@@ -3,9 +3,11 @@
  *
  * DESIGN
  *
- * One pass, in the order the Hub needs: hash every file to add, then
- * preupload (which says LFS or inline, and what the branch holds at each
- * path now), then the LFS uploads, then the commit.  Nothing is visible
+ * One pass, in the order the Hub needs: hash every file to add (sha256
+ * only), then preupload (which says LFS or inline, and what the branch
+ * holds at each path now), then the git blob id of the files that go
+ * inline, then the LFS uploads, then the commit.  The blob id is only
+ * needed for inline files, which are small: an LFS file is read once.  Nothing is visible
  * on the branch before the commit call succeeds, so a failure anywhere
  * leaves the branch as it was, and everything here can be run again.
  *
@@ -42,7 +44,8 @@ static void hex(char *out, const unsigned char *md, unsigned int n)
 int hubfs_commit_hash(hubfs_hub_source read, void *arg, uint64_t size,
 		      char sha256[65], char oid[41], uint8_t *sample)
 {
-	EVP_MD_CTX *s256 = EVP_MD_CTX_new(), *s1 = EVP_MD_CTX_new();
+	EVP_MD_CTX *s256 = sha256 ? EVP_MD_CTX_new() : NULL;
+	EVP_MD_CTX *s1 = oid ? EVP_MD_CTX_new() : NULL;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen;
 	char header[64];
@@ -50,15 +53,16 @@ int hubfs_commit_hash(hubfs_hub_source read, void *arg, uint64_t size,
 	char *buf = hubfs_malloc(HASH_CHUNK);
 	int err = -ENOMEM;
 
-	if (!s256 || !s1 || !buf)
+	if ((sha256 && !s256) || (oid && !s1) || !buf)
 		goto out_free;
 	err = -EIO;
-	if (!EVP_DigestInit_ex(s256, EVP_sha256(), NULL) ||
-	    !EVP_DigestInit_ex(s1, EVP_sha1(), NULL))
+	if ((s256 && !EVP_DigestInit_ex(s256, EVP_sha256(), NULL)) ||
+	    (s1 && !EVP_DigestInit_ex(s1, EVP_sha1(), NULL)))
 		goto out_free;
 	/* The git blob id hashes "blob SIZE\0" and then the content. */
 	snprintf(header, sizeof(header), "blob %llu", (unsigned long long)size);
-	EVP_DigestUpdate(s1, header, strlen(header) + 1);
+	if (s1)
+		EVP_DigestUpdate(s1, header, strlen(header) + 1);
 	while (off < size) {
 		size_t len = size - off < HASH_CHUNK ? (size_t)(size - off)
 						      : HASH_CHUNK;
@@ -70,22 +74,39 @@ int hubfs_commit_hash(hubfs_hub_source read, void *arg, uint64_t size,
 			memcpy(sample + off, buf,
 			       len < SAMPLE_LEN - off ? len
 						       : SAMPLE_LEN - off);
-		EVP_DigestUpdate(s256, buf, len);
-		EVP_DigestUpdate(s1, buf, len);
+		if (s256)
+			EVP_DigestUpdate(s256, buf, len);
+		if (s1)
+			EVP_DigestUpdate(s1, buf, len);
 		off += len;
 	}
 	err = -EIO;
-	if (!EVP_DigestFinal_ex(s256, md, &mdlen))
-		goto out_free;
-	hex(sha256, md, mdlen);
-	if (!EVP_DigestFinal_ex(s1, md, &mdlen))
-		goto out_free;
-	hex(oid, md, mdlen);
+	if (s256) {
+		if (!EVP_DigestFinal_ex(s256, md, &mdlen))
+			goto out_free;
+		hex(sha256, md, mdlen);
+	}
+	if (s1) {
+		if (!EVP_DigestFinal_ex(s1, md, &mdlen))
+			goto out_free;
+		hex(oid, md, mdlen);
+	}
 	err = 0;
 out_free:
 	hubfs_free(buf);
 	EVP_MD_CTX_free(s256);
 	EVP_MD_CTX_free(s1);
+	return err;
+}
+
+static int hash_file(struct hubfs_commit_file *f, char sha256[65],
+		     char oid[41], uint8_t *sample)
+{
+	int err = hubfs_commit_hash(f->read, f->arg, f->size, sha256, oid,
+				    sample);
+
+	if (err && !hubfs_err_get())
+		hubfs_err_set("cannot read %s to commit it", f->path);
 	return err;
 }
 
@@ -151,14 +172,10 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 		f->lfs = f->known_lfs;
 		if (f->deleted || f->known_lfs)
 			continue;
-		err = hubfs_commit_hash(f->read, f->arg, f->size, f->sha256,
-					f->oid, samples[nup]);
-		if (err) {
-			if (!hubfs_err_get())
-				hubfs_err_set("cannot read %s to commit it",
-					      f->path);
+		f->oid[0] = '\0';
+		err = hash_file(f, f->sha256, NULL, samples[nup]);
+		if (err)
 			goto out_free;
-		}
 		up[nup].path = f->path;
 		up[nup].size = f->size;
 		up[nup].sample = samples[nup];
@@ -182,6 +199,11 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 				      f->path);
 			err = -EINVAL;
 			goto out_free;
+		}
+		if (!f->lfs) {
+			err = hash_file(f, NULL, f->oid, NULL);
+			if (err)
+				goto out_free;
 		}
 		if (strcmp(up[i].remote_oid, f->lfs ? f->sha256 : f->oid) == 0) {
 			f->skipped = true;
