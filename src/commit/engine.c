@@ -7,9 +7,10 @@
  * only), then preupload (which says LFS or inline, and what the branch
  * holds at each path now), then the git blob id of the files that go
  * inline, then the LFS uploads, then the commit.  The blob id is only
- * needed for inline files, which are small: an LFS file is read once.  Nothing is visible
- * on the branch before the commit call succeeds, so a failure anywhere
- * leaves the branch as it was, and everything here can be run again.
+ * needed for inline files, which are small: an LFS file is read once.
+ * Nothing is visible on the branch before the commit call succeeds, so a
+ * failure anywhere leaves the branch as it was, and everything here can
+ * be run again.
  *
  * A file whose content the branch already holds at its path is left out
  * (huggingface_hub does the same, to avoid empty commits).  A file the

@@ -143,7 +143,7 @@ static int get_attr(const char *path, const char *name, char **out)
 /* status, metrics and pending: print an attribute of the mount root. */
 static int cmd_report(int argc, char **argv, const char *attr)
 {
-	char root[PATH_MAX], *text;
+	char root[PATH_MAX], *text = NULL;
 	int err;
 
 	if (argc != 2)

@@ -853,14 +853,21 @@ static struct fs_inode *inode_get(struct hubfs_fs *fs, fuse_ino_t ino)
 	return in;
 }
 
+/* The inode number of @node of @rev, before probing past a collision. */
+static fuse_ino_t node_ino(const struct fs_rev *rev, const struct fs_node *node)
+{
+	uint64_t h = hash64(rev->dirname, node->path, node->oid);
+
+	return (h & ~(1ULL << 63)) | INO_DYNAMIC;
+}
+
 /* Count one more kernel reference to the inode of @node in @tree. */
 static struct fs_inode *inode_for_node(struct hubfs_fs *fs,
 				       struct fs_rev *rev,
 				       struct fs_tree *tree,
 				       struct fs_node *node)
 {
-	uint64_t h = hash64(rev->dirname, node->path, node->oid);
-	fuse_ino_t ino = (h & ~(1ULL << 63)) | INO_DYNAMIC;
+	fuse_ino_t ino = node_ino(rev, node);
 	struct fs_inode *in;
 
 	pthread_mutex_lock(&fs->itab_lock);
@@ -1343,8 +1350,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 				e.entry_timeout = dir_timeout(fs, d->rev,
 							      d->node);
 			} else {
-				e.attr.st_ino = hash64(d->rev->dirname,
-						       node->path, node->oid);
+				/* The number a lookup gives, unless two
+				 * nodes' hashes collide. */
+				e.attr.st_ino = node_ino(d->rev, node);
 				e.attr.st_mode = node->type == HUBFS_ENTRY_DIR
 							 ? S_IFDIR : S_IFREG;
 			}

@@ -614,3 +614,21 @@ def test_dataset_with_thousands_of_files(localhub_factory, mount_factory,
     assert len([e for e in log if e["route"] == "resolve"]) == nfiles
     assert [e for e in log if e["route"] == "paths-info"] == []
     assert len([e for e in log if e["route"] == "repo-info"]) == 1
+
+
+def test_listing_inode_numbers_match_stat(localhub_factory, mount_factory):
+    # A directory larger than one READDIRPLUS reply (about 6,000 entries
+    # fit in 1 MiB): the kernel lists the rest with plain READDIR when
+    # nothing was looked up in between, and those entries must carry the
+    # inode number stat gives too.
+    h = localhub_factory()
+    h.seed("seed-dataset", "datasets/tester/flat", "--files", "10000",
+           "--per-dir", "10000")
+    h.start()
+    m = mount_factory(h, "datasets/tester/flat")
+    top = m.path("data", "000", "00")     # every file (lh_seed's layout)
+    with os.scandir(top) as it:
+        listed = {e.name: e.inode() for e in it}
+    assert len(listed) == 10000
+    for name, ino in listed.items():
+        assert os.stat(os.path.join(top, name)).st_ino == ino, name
