@@ -52,8 +52,8 @@
  * deletes the rows and then clears the bits and bumps ent.gen, under
  * ent.lock; a check that started before the bump sets its bit only if
  * gen did not move, so no check that read the old bytes can leave a bit
- * set after a drop.  Eviction never touches
- * an open object, so nothing else can make a set bit stale.
+ * set after a drop.  Eviction never touches an open object, so nothing
+ * else can make a set bit stale.
  *
  * Memos.  When an object's last handle here closes, the blocks it had
  * checked (and their CRCs) are kept in a memo, up to CACHE_MEMO_MAX of
@@ -581,10 +581,8 @@ static void ent_sweep(struct hubfs_cache *cache, const struct cache_ent *ent)
 	close(fd);
 }
 
-/* The index's epoch: PRAGMA data_version and the block deletions
- * prepared on CONN_BLOCKS.  0 or -errno. */
-static int index_epoch(struct hubfs_cache *cache, int64_t *dv,
-		       uint64_t *deletes)
+/* The index's epoch now; !out->ok if it cannot be read. */
+static void index_epoch(struct hubfs_cache *cache, struct cache_epoch *out)
 {
 	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
 	sqlite3_stmt *st;
@@ -594,16 +592,13 @@ static int index_epoch(struct hubfs_cache *cache, int64_t *dv,
 	ret = cache_stmt(&st, c, STMT_DATA_VERSION);
 	if (!ret)
 		ret = cache_step(c, st);
-	if (ret == 1) {
-		*dv = sqlite3_column_int64(st, 0);
-		*deletes = c->deletes;
+	out->ok = ret == 1;	/* the pragma always answers one row */
+	if (out->ok) {
+		out->dv = sqlite3_column_int64(st, 0);
+		out->deletes = c->deletes;
 		sqlite3_reset(st);
-		ret = 0;
-	} else if (ret == 0) {
-		ret = -EIO;	/* the pragma always answers */
 	}
 	cache_conn_unlock(cache, c);
-	return ret;
 }
 
 /*
@@ -618,8 +613,9 @@ static void memo_adopt(struct cache_ent *ent, struct cache_memo *memo)
 
 	if (!memo)
 		return;
-	if (!memo->epoch_ok || !ent->epoch_ok || ent->dv != memo->dv ||
-	    ent->deletes != memo->deletes) {
+	if (!memo->epoch.ok || !ent->epoch.ok ||
+	    ent->epoch.dv != memo->epoch.dv ||
+	    ent->epoch.deletes != memo->epoch.deletes) {
 		ent->memo = memo;
 		return;
 	}
@@ -674,8 +670,7 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	}
 	memcpy(memo->key, ent->key, sizeof(memo->key));
 	memo->size = ent->size;
-	memo->dv = ent->dv;
-	memo->deletes = ent->deletes;
+	memo->epoch = ent->epoch;
 	hubfs_mutex_lock(&ent->lock);
 	for (uint64_t w = 0; w < words; w++) {
 		uint64_t mine = atomic_load_explicit(&ent->bits[w],
@@ -698,7 +693,7 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	/* Bits carried over from the memo this ent was opened with held at
 	 * that memo's epoch, not necessarily at this one: with any of them,
 	 * the next open must look their rows up. */
-	memo->epoch_ok = ent->epoch_ok && !inherited;
+	memo->epoch.ok = ent->epoch.ok && !inherited;
 	if (!any) {
 		memo_free(memo);
 		return;
@@ -793,8 +788,7 @@ static int ent_get(struct cache_ent **out, struct hubfs_cache *cache,
 	if (!err) {
 		/* Pinned, and the row settled: from here on, no row of this
 		 * object goes without the epoch moving. */
-		ent->epoch_ok = index_epoch(cache, &ent->dv,
-					    &ent->deletes) == 0;
+		index_epoch(cache, &ent->epoch);
 		hubfs_mutex_lock(&cache->obj_lock);
 		memo = memo_take(cache, key, size);
 		hubfs_mutex_unlock(&cache->obj_lock);

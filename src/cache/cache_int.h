@@ -81,6 +81,17 @@ struct cache_conn {
 	uint64_t deletes HUBFS_GUARDED_BY(lock);
 };
 
+/*
+ * The index's epoch (see "Memos" in cache.c): PRAGMA data_version of
+ * CONN_BLOCKS and its count of block-deleting statements.  !ok: unknown,
+ * equal to nothing.
+ */
+struct cache_epoch {
+	bool ok;
+	int64_t dv;
+	uint64_t deletes;
+};
+
 /* String-keyed open-addressing hash map; keys are borrowed. */
 struct cache_map_slot {
 	const char *key;
@@ -121,9 +132,7 @@ struct cache_ent {
 	 * cache.c), and the index's epoch once this open pinned the file:
 	 * set before the ent is READY, read-only after. */
 	struct cache_memo *memo;
-	bool epoch_ok;
-	int64_t dv;
-	uint64_t deletes;
+	struct cache_epoch epoch;
 };
 
 /* The checked blocks of an object closed in this process. */
@@ -132,11 +141,8 @@ struct cache_memo {
 	uint64_t size;
 	uint64_t *bits;
 	uint32_t *crcs;
-	/* The index's epoch when the ent it came from was opened (see
-	 * "Memos"): valid, data_version, deletes. */
-	bool epoch_ok;
-	int64_t dv;
-	uint64_t deletes;
+	/* The index's epoch when the ent it came from was opened. */
+	struct cache_epoch epoch;
 	struct cache_memo *next; /* cache.memos, newest first */
 };
 

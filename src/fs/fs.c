@@ -802,9 +802,11 @@ static void itab_grow(struct hubfs_fs *fs)
 		struct fs_inode *in = fs->itab[i], *nx;
 
 		for (; in; in = nx) {
+			struct fs_inode **head = &t[itab_slot(size, in->ino)];
+
 			nx = in->hnext;
-			in->hnext = t[itab_slot(size, in->ino)];
-			t[itab_slot(size, in->ino)] = in;
+			in->hnext = *head;
+			*head = in;
 		}
 	}
 	hubfs_free(fs->itab);
@@ -1100,12 +1102,12 @@ static void fill_entry(struct hubfs_fs *fs, struct fs_inode *in,
 
 /*
  * Find @name in directory @parent: the child's inode with one more
- * lookup counted, or a negative errno.  *@neg_timeout is how long the
+ * lookup counted, or a negative errno.  *@timeout is how long the
  * kernel may remember the answer, found or not (0: the child's own
  * timeout, and no negative entry).
  */
 static int do_lookup(struct hubfs_fs *fs, fuse_ino_t parent, const char *name,
-		     struct fs_inode **out, double *neg_timeout)
+		     struct fs_inode **out, double *timeout)
 {
 	struct fs_inode *dir = inode_get(fs, parent);
 	struct fs_tree *tree;
@@ -1113,7 +1115,7 @@ static int do_lookup(struct hubfs_fs *fs, fuse_ino_t parent, const char *name,
 	struct fs_rev *rev;
 	int err;
 
-	*neg_timeout = 0;
+	*timeout = 0;
 	*out = NULL;
 	if (!dir)
 		return -ESTALE;
@@ -1131,7 +1133,7 @@ static int do_lookup(struct hubfs_fs *fs, fuse_ino_t parent, const char *name,
 		}
 		tree = rev_tree(fs, dir->rev);
 		node = fs_tree_child(tree->root, name);
-		*neg_timeout = rev_timeout(fs, dir->rev);
+		*timeout = rev_timeout(fs, dir->rev);
 		*out = node ? inode_for_node(fs, dir->rev, tree, node) : NULL;
 		fs_tree_put(tree);
 		break;
@@ -1139,7 +1141,7 @@ static int do_lookup(struct hubfs_fs *fs, fuse_ino_t parent, const char *name,
 		if (dir->node->type != HUBFS_ENTRY_DIR)
 			return -ENOTDIR;
 		node = fs_tree_child(dir->node, name);
-		*neg_timeout = dir_timeout(fs, dir->rev, dir->node);
+		*timeout = dir_timeout(fs, dir->rev, dir->node);
 		*out = node ? inode_for_node(fs, dir->rev, dir->tree, node)
 			    : NULL;
 		break;
@@ -1167,14 +1169,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct hubfs_fs *fs = req_fs(req);
 	struct fuse_entry_param e;
 	struct fs_inode *in;
-	double neg;
+	double timeout;
 	int err;
 
 	hubfs_err_clear();
-	err = do_lookup(fs, parent, name, &in, &neg);
-	if (err == -ENOENT && neg > 0) {
+	err = do_lookup(fs, parent, name, &in, &timeout);
+	if (err == -ENOENT && timeout > 0) {
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = neg;	/* a negative entry */
+		e.entry_timeout = timeout;	/* a negative entry */
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -1186,8 +1188,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	fill_entry(fs, in, &e);
-	if (neg > 0)
-		e.entry_timeout = neg;
+	if (timeout > 0)
+		e.entry_timeout = timeout;
 	fuse_reply_entry(req, &e);
 }
 

@@ -75,7 +75,6 @@ static inline const char *fs_node_key(const struct fs_node *n)
 struct fs_reader;
 struct fs_object;
 
-/* A file handle's sequential-read state (readahead). */
 /*
  * Bytes a stream must cover before readahead starts: more than any one
  * read a random reader makes (the kernel splits a 1 MiB read into several
@@ -95,6 +94,7 @@ struct fs_object;
  */
 #define FS_STREAM_BATCH 8u
 
+/* A file handle's sequential-read state (readahead). */
 struct fs_stream {
 	uint64_t next_off;	/* the end of the furthest read of the stream */
 	uint64_t seq_start;	/* where the stream began */

@@ -341,8 +341,7 @@ struct early_read {
 	uint64_t off;		/* the read's bytes: [off, off + len) */
 	size_t len;
 	unsigned char *buf;
-	size_t got;		/* bytes of it copied so far */
-	bool replied;
+	size_t got;		/* bytes of it copied; == len: answered */
 	bool held;		/* a reference of ours to the object */
 };
 
@@ -386,10 +385,8 @@ static void early_feed(struct early_read *er, const unsigned char *p,
 		return;
 	memcpy(er->buf + (lo - er->off), p + (lo - off), (size_t)(hi - lo));
 	er->got += (size_t)(hi - lo);
-	if (er->got == er->len) {
+	if (er->got == er->len)
 		er->early->reply(er->early->arg, er->buf, er->len);
-		er->replied = true;
-	}
 }
 
 /* Write what @st has gathered to the cache file. */
@@ -465,7 +462,7 @@ static int sink_to_cache(void *arg, uint64_t off, const void *data,
 		err = sink_write(st, p, n, off);
 		if (err)
 			return err;
-		if (st->er && !st->er->replied)
+		if (st->er && st->er->got < st->er->len)
 			early_feed(st->er, p, n, off);
 		st->crc = hubfs_crc32c(st->crc, p, n);
 		if (st->md && !EVP_DigestUpdate(st->md, p, n))
@@ -1104,7 +1101,7 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	er.len = (size_t)avail;
 	err = ensure_blocks(obj, b0, b1, early ? &er : NULL);
 	hubfs_free(er.buf);
-	if (er.replied) {
+	if (er.len && er.got == er.len) {
 		/* What failed after the answer (storing the blocks) costs
 		 * a later read a fetch, not this one its bytes. */
 		err = 1;

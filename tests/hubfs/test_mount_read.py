@@ -301,17 +301,6 @@ def test_branch_move_and_open_file_keeps_its_content(localhub_factory,
     assert old_cfg != b"{}\n"
 
 
-def tree_of(root):
-    """{relative path: bytes} of every file under root, walked afresh."""
-    out = {}
-    for d, _, files in os.walk(root):
-        for name in files:
-            p = os.path.join(d, name)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, root)] = f.read()
-    return out
-
-
 def test_branch_move_shows_in_subdirectories(localhub_factory, mount_factory):
     # Directories below the root are cached by the kernel for as long as
     # their tree id stands; a move upstream must still show at every depth
@@ -324,7 +313,7 @@ def test_branch_move_shows_in_subdirectories(localhub_factory, mount_factory):
     h.start()
     first = h.admin("POST", "/push", {"repo": "tester/m", "files": old_files})
     m = mount_factory(h, "tester/m", "refresh=1")
-    before = tree_of(m.mnt)
+    before = snapshot(m.mnt)[0]
     for k, v in old_files.items():
         assert before[k] == v.encode()
     assert sorted(os.listdir(m.path("a", "deep"))) == ["gone.txt", "two.txt"]
@@ -334,7 +323,7 @@ def test_branch_move_shows_in_subdirectories(localhub_factory, mount_factory):
         "delete": ["a/deep/gone.txt"]})
     time.sleep(2.5)
     assert sorted(os.listdir(m.path("a", "deep"))) == ["new.txt", "two.txt"]
-    after = tree_of(m.mnt)
+    after = snapshot(m.mnt)[0]
     want = dict(before)
     del want["a/deep/gone.txt"]
     want["a/deep/two.txt"] = b"TWO!\n"
