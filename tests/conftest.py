@@ -15,6 +15,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCALHUB = os.path.join(ROOT, "tests", "localhub", "localhub.py")
 PYTHON = "/usr/bin/python3"
+# The block cache's block (HUBFS_CACHE_BLOCK_SIZE in include/hubfs/cache.h).
+BLOCK = 256 << 10
 GIT_TIMEOUT = 90
 
 # Users and tokens of the test server.

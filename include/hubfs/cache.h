@@ -41,7 +41,14 @@
 
 #include "hubfs/hub.h"
 
-#define HUBFS_CACHE_BLOCK_SIZE (1u << 20)
+/*
+ * 256 KiB: a cold random read fetches and a first read checks one block,
+ * and a 1 MiB read at a random offset fetches about 1.25 MiB; a larger
+ * block costs random readers, a smaller one costs sequential readers an
+ * index row and a commit per block.  The cache's on-disk layout depends
+ * on it (see CACHE_SCHEMA_VERSION).
+ */
+#define HUBFS_CACHE_BLOCK_SIZE (1u << 18)
 
 struct hubfs_cache;
 struct hubfs_cache_obj;

@@ -374,6 +374,8 @@ int hubfs_cache_open(struct hubfs_cache **out, const char *dir,
 {
 	struct hubfs_buf path = HUBFS_BUF_INIT(PATH_MAX);
 	struct hubfs_cache *cache = cache_new(max_bytes);
+	uint64_t files, bytes;
+	bool dropped = false;
 	int err = -ENOMEM;
 
 	if (!cache)
@@ -384,9 +386,12 @@ int hubfs_cache_open(struct hubfs_cache **out, const char *dir,
 	if (!err)
 		err = hubfs_buf_printf(&path, "%s/index.db", dir);
 	if (!err)
-		err = cache_db_open(cache, hubfs_buf_str(&path));
+		err = cache_db_open(cache, hubfs_buf_str(&path), &dropped);
 	if (err)
 		goto out;
+	/* Best effort: what is left is swept by the next sweep. */
+	if (dropped)
+		hubfs_cache_sweep(cache, &files, &bytes);
 	*out = cache;
 	cache = NULL;
 out:
@@ -1115,7 +1120,7 @@ int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 	cache_conn_unlock(cache, c);
 	cache_evict_finish(cache, &ev, err == 0);
 	/* The caller computed @crc over the very bytes it wrote: the block
-	 * needs no check on first use (re-reading 1 MiB to CRC it again
+	 * needs no check on first use (re-reading a block to CRC it again
 	 * was a third of a cold read's cost).  A drop since @gen wins. */
 	if (!err)
 		bit_set_since(ent, idx, gen, crc);

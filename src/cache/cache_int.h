@@ -29,8 +29,11 @@
 #define CACHE_KEY_MAX 64
 /* "AB/KEY": a data file's name relative to cache_dir/data. */
 #define CACHE_REL_MAX (3 + CACHE_KEY_MAX + 1)
-/* Schema version kept in PRAGMA user_version. */
-#define CACHE_SCHEMA_VERSION 1
+/*
+ * Schema version kept in PRAGMA user_version.  2: blocks of 256 KiB (1
+ * had 1 MiB blocks; opening such a cache drops its blocks, see db.c).
+ */
+#define CACHE_SCHEMA_VERSION 2
 
 /* Every SQL statement the module runs, prepared once per connection. */
 enum cache_stmt {
@@ -221,8 +224,10 @@ void cache_map_free(struct cache_map *map);
 
 /* --- db.c ------------------------------------------------------------- */
 
-/* Open every connection of @cache on @path and create the schema. */
-int cache_db_open(struct hubfs_cache *cache, const char *path);
+/* Open every connection of @cache on @path and create the schema.
+ * *@dropped: an older schema's blocks were deleted (sweep the files). */
+int cache_db_open(struct hubfs_cache *cache, const char *path,
+		  bool *dropped);
 
 /* Finalize statements and close the connections.  Accepts closed ones. */
 void cache_db_close(struct hubfs_cache *cache);

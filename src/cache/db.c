@@ -35,6 +35,12 @@
  * new file: the schema is created in one transaction (whose first step,
  * BEGIN IMMEDIATE, also settles a race between two processes creating
  * it).  A larger version was written by a newer hubfs: -ENOTSUP.
+ * Version 1 stored blocks of another size, at other offsets: opening it
+ * deletes every block and objects row in the same transaction that
+ * raises the version (trees and refs stay), and the caller sweeps the
+ * data files the rows described.  A process of the old version still
+ * running on the directory can only add rows whose length or CRC will
+ * not match, and such a block is deleted when first used.
  *
  * The usage row (bytes, blocks) is kept by triggers on blocks, so it
  * changes in the same transaction as every insert, delete or length
@@ -402,7 +408,8 @@ static int conn_open(struct hubfs_cache *cache, struct cache_conn *c,
 	return 0;
 }
 
-static int schema_init(struct cache_conn *c) HUBFS_REQUIRES(c->lock)
+static int schema_init(struct cache_conn *c, bool *dropped)
+	HUBFS_REQUIRES(c->lock)
 {
 	int64_t version = 0;
 	int rc, err;
@@ -422,6 +429,16 @@ static int schema_init(struct cache_conn *c) HUBFS_REQUIRES(c->lock)
 					  NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			err = cache_db_err(c, rc, "create schema");
+	} else if (version == 1) {
+		rc = sqlite3_exec(c->db,
+				  "DELETE FROM blocks; DELETE FROM objects;"
+				  "PRAGMA user_version = " STR(
+					  CACHE_SCHEMA_VERSION),
+				  NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			err = cache_db_err(c, rc, "upgrade schema");
+		else
+			*dropped = true;
 	} else if (version != CACHE_SCHEMA_VERSION) {
 		hubfs_err_set("cache index: schema version %lld, this hubfs "
 			      "knows %d",
@@ -432,9 +449,12 @@ out:
 	return cache_end(c, err);
 }
 
-int cache_db_open(struct hubfs_cache *cache, const char *path)
+int cache_db_open(struct hubfs_cache *cache, const char *path,
+		  bool *dropped)
 {
 	int err = 0;
+
+	*dropped = false;
 
 	for (int i = 0; i < CONN_COUNT && !err; i++) {
 		struct cache_conn *c = &cache->conn[i];
@@ -442,7 +462,7 @@ int cache_db_open(struct hubfs_cache *cache, const char *path)
 		hubfs_mutex_lock(&c->lock);
 		err = conn_open(cache, c, path);
 		if (!err && i == CONN_BLOCKS)
-			err = schema_init(c);
+			err = schema_init(c, dropped);
 		hubfs_mutex_unlock(&c->lock);
 	}
 	return err;

@@ -71,6 +71,8 @@
 #define DESCRIBE_MAX 50		/* paths named in a commit message */
 #define RETRY_MIN_MS 2000
 #define RETRY_MAX_MS 300000
+/* The block cache's block: a landed stage is copied in block by block. */
+#define CBS ((uint64_t)HUBFS_CACHE_BLOCK_SIZE)
 
 struct fs_commit_state {
 	struct hubfs_hub *hub;
@@ -458,19 +460,19 @@ static void cache_import(struct fs_commit_state *cs, struct fs_stage *st,
 {
 	struct hubfs_cache_obj *obj;
 	char *buf;
-	uint64_t i, n = (size + WBS - 1) / WBS;
+	uint64_t i, n = (size + CBS - 1) / CBS;
 
 	if (size == 0 || hubfs_cache_obj_open(&obj, cs->cache, key, size) != 0)
 		return;
-	buf = hubfs_malloc(WBS);
+	buf = hubfs_malloc(CBS);
 	for (i = 0; buf && i < n; i++) {
-		size_t len = i + 1 < n ? WBS : (size_t)(size - i * WBS);
+		size_t len = i + 1 < n ? CBS : (size_t)(size - i * CBS);
 
 		if (hubfs_cache_block_present(obj, i) == 1)
 			continue;
 		if (hubfs_cache_reserve(cs->cache, len) != 0 ||
-		    pread(st->fd, buf, len, (off_t)(i * WBS)) != (ssize_t)len ||
-		    hubfs_cache_obj_pwrite(obj, buf, len, i * WBS) != 0 ||
+		    pread(st->fd, buf, len, (off_t)(i * CBS)) != (ssize_t)len ||
+		    hubfs_cache_obj_pwrite(obj, buf, len, i * CBS) != 0 ||
 		    hubfs_cache_block_commit(obj, i,
 					     hubfs_crc32c(0, buf, len)) != 0)
 			break;

@@ -80,19 +80,19 @@ struct fs_object;
  * read a random reader makes (the kernel splits a 1 MiB read into several
  * that follow each other) or a loader's header read.
  */
-#define FS_STREAM_MIN_SEQ (2 * (uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+#define FS_STREAM_MIN_SEQ ((uint64_t)2 << 20)
 /*
  * How far past the stream's end a read may start and still continue it:
  * the kernel's readahead sends several reads at once, and FUSE threads
  * take them in any order.
  */
-#define FS_STREAM_SLACK ((uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+#define FS_STREAM_SLACK ((uint64_t)1 << 20)
 /*
- * Readahead is asked for in batches of at least this many blocks (or up to
- * the end of the file): asking block by block as the window slid made one
- * range request per block.
+ * Readahead is asked for in batches of at least this many blocks, 8 MiB
+ * (or up to the end of the file): asking block by block as the window slid
+ * made one range request per block.
  */
-#define FS_STREAM_BATCH 8u
+#define FS_STREAM_BATCH ((8u << 20) / HUBFS_CACHE_BLOCK_SIZE)
 
 /* A file handle's sequential-read state (readahead). */
 struct fs_stream {
@@ -128,7 +128,9 @@ struct fs_reader_opts {
 
 #define FS_READER_OPTS_INIT                                                \
 	{                                                                  \
-		.workers = 8, .max_run_blocks = 8, .max_window_blocks = 64, \
+		.workers = 8,                                              \
+		.max_run_blocks = (8u << 20) / HUBFS_CACHE_BLOCK_SIZE,     \
+		.max_window_blocks = (64u << 20) / HUBFS_CACHE_BLOCK_SIZE, \
 		.queue_max = 64,                                           \
 	}
 

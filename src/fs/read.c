@@ -48,10 +48,11 @@
  *
  * Integrity.  Each block carries a CRC checked by the cache.  Besides,
  * every object's content hash is checked against its key: sha256 for LFS
- * files, the git blob hash otherwise.  An object of one block (up to
- * 1 MiB: configs, most tokenizers and dataset files) is hashed as it
- * arrives and committed only if the hash matches, so it is never served
- * wrong; fetching it whole costs nothing extra.  A larger object is hashed
+ * files, the git blob hash otherwise.  An object of up to WHOLE_MAX
+ * (1 MiB: configs, most tokenizers and dataset files) is fetched whole by
+ * its first read, hashed as it arrives and committed only if the hash
+ * matches, so it is never served wrong; fetching it whole costs little
+ * more than one block.  A larger object is hashed
  * block by block, in order, as its blocks arrive (whoever commits a block
  * advances the hash as far as it can), and checked once all are there.
  * On a mismatch the cached blocks are dropped and the next reads fetch
@@ -81,6 +82,8 @@
 #define BS ((uint64_t)HUBFS_CACHE_BLOCK_SIZE)
 #define TABLE_SIZE 1024
 #define HASH_CHUNK (64 * 1024)
+/* Objects up to this size are fetched whole and checked before use. */
+#define WHOLE_MAX ((uint64_t)1 << 20)
 
 struct fs_run {
 	uint64_t start, end;	/* blocks [start, end) */
@@ -554,7 +557,8 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async,
 	uint64_t end = run->end * BS < obj->size ? run->end * BS : obj->size;
 	int err = 0;
 
-	if (obj->nblocks == 1 && !atomic_load(&obj->verified)) {
+	if (obj->size <= WHOLE_MAX && run->start == 0 &&
+	    run->end == obj->nblocks && !atomic_load(&obj->verified)) {
 		st.md = content_hash_new(obj);
 		st.crcs = hubfs_calloc(run->end - run->start, sizeof(*st.crcs));
 		if (!st.md || !st.crcs)
@@ -940,7 +944,7 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 
 	if (off >= obj->size || size == 0)
 		return;
-	if (obj->nblocks <= 1)
+	if (obj->size <= WHOLE_MAX)
 		return;
 	end = obj->size - off < size ? obj->size : off + size;
 	fs_stream_update(st, off, end, obj->nblocks,
@@ -1097,6 +1101,10 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	avail = obj->size - off < size ? obj->size - off : size;
 	b0 = off / BS;
 	b1 = (off + avail - 1) / BS;
+	if (obj->size <= WHOLE_MAX && !atomic_load(&obj->verified)) {
+		b0 = 0;
+		b1 = obj->nblocks - 1;
+	}
 	er.off = off;
 	er.len = (size_t)avail;
 	err = ensure_blocks(obj, b0, b1, early ? &er : NULL);

@@ -10,7 +10,12 @@
 #include "fs_int.h"
 #include "hubfs/journal.h"
 
-#define WBS HUBFS_CACHE_BLOCK_SIZE
+/*
+ * The unit of a stage's filled bitmap, which the journal keeps: fixed, so
+ * that a journal written by one hubfs reads the same in the next, whatever
+ * the block cache's block size.
+ */
+#define WBS (1u << 20)
 
 /*
  * A file's local bytes: the staged file cache_dir/staging/.../NAME, of

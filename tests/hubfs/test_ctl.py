@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import BOB, CAROL, HUBFS, READ, WRITE
+from conftest import BLOCK, BOB, CAROL, HUBFS, READ, WRITE
 from writeutil import (commits, js_commit, no_faults, read, repo, tree,
                        wait_for, write)
 
@@ -301,7 +301,7 @@ def test_cache_show_gc_clear(hub, mount_factory, tmp_path):
     assert "swept:      1 stray file," in out
     assert not os.path.exists(stray)
     # Exactly that block's bytes went; blocks with rows were kept.
-    assert os.stat(data).st_blocks == blocks_before - (1 << 20) // 512
+    assert os.stat(data).st_blocks == blocks_before - BLOCK // 512
     # And the object still reads right: the punched block is fetched
     # again, and nothing else is.
     m = mount_factory(hub, "tester/model1", "ro", cache_dir=cache,
@@ -309,7 +309,7 @@ def test_cache_show_gc_clear(hub, mount_factory, tmp_path):
     assert read(m.path(SHARD1)) == shard
     values = metrics(hubfs("metrics", m.mnt)[1])
     assert values["hubfs_cache_damaged_blocks_total"] == 0
-    assert (1 << 20) <= values["hubfs_hub_received_bytes_total"] < 2 << 20
+    assert BLOCK <= values["hubfs_hub_received_bytes_total"] < 2 * BLOCK
 
 
 def test_log_level_and_debug_trace_hide_tokens(hub, mount_factory):

@@ -2,7 +2,7 @@
  * Unit tests for src/cache: blocks, objects, eviction, pinning across
  * handles and processes, the metadata index, CRC-32C.
  *
- * Blocks are HUBFS_CACHE_BLOCK_SIZE (1 MiB), so limits below are counted
+ * Blocks are HUBFS_CACHE_BLOCK_SIZE (BS), so limits below are counted
  * in blocks (BS).  Rows are inspected with a separate SQLite connection,
  * as another process would see them.
  */
@@ -246,6 +246,40 @@ static void test_cache__open_close_reopen(void)
 	CHECK_INT(t, 1700);
 	hubfs_cache_close(cache);
 	hubfs_cache_close(NULL);
+}
+
+/* A cache of schema 1 (1 MiB blocks): its blocks and their files go,
+ * its refs stay; a version from the future is refused. */
+static void test_cache__old_block_layout_is_dropped(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache = NULL;
+	struct hubfs_cache_stats st;
+	char key[65], commit[41];
+	int64_t t = 0;
+
+	make_key(key, 2);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	CHECK_INT(put_object(cache, key, 2 * BS, 2), 0);
+	CHECK_INT(hubfs_cache_ref_set(cache, REPO, "main", COMMIT_A, 1700), 0);
+	hubfs_cache_close(cache);
+	CHECK(file_exists(dir, key));
+
+	CHECK_INT(db_exec(dir, "PRAGMA user_version = 1"), 0);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.used_bytes, 0);
+	CHECK_UINT(st.blocks, 0);
+	CHECK_INT(rows_of(dir, key), 0);
+	CHECK_INT(db_value(dir, "SELECT count(*) FROM objects"), 0);
+	CHECK(!file_exists(dir, key));
+	CHECK_INT(hubfs_cache_ref_get(cache, REPO, "main", commit, &t), 0);
+	CHECK_STR(commit, COMMIT_A);
+	hubfs_cache_close(cache);
+	CHECK_INT(db_value(dir, "PRAGMA user_version"), CACHE_SCHEMA_VERSION);
+
+	CHECK_INT(db_exec(dir, "PRAGMA user_version = 99"), 0);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), -ENOTSUP);
 }
 
 static void test_cache__open_bad_dir(void)
@@ -727,18 +761,18 @@ static void test_cache__damaged_index_rows(void)
 	const char *dir = check_path("c");
 	struct hubfs_cache *cache;
 	struct stat st;
-	char key[65];
+	char key[65], sql[256];
 
 	make_key(key, 14);
 	check_file("victim", "keep", 4, 0600);
 	CHECK_INT(hubfs_cache_open(&cache, dir, 3 * BS), 0);
 	CHECK_INT(put_object(cache, key, BS, 14), 0);
-	CHECK_INT(db_exec(dir, "INSERT INTO blocks VALUES"
-			       " ('../../victim', 0, 1048576, 0, 0),"
-			       " ('0123456789abcdef0123456789abcdef"
-			       "0123456789abcdef0123456789abcdef0123', 0,"
-			       " 1048576, 0, 1)"),
-		  0);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO blocks VALUES ('../../victim', 0, %u, 0, 0),"
+		 " ('0123456789abcdef0123456789abcdef"
+		 "0123456789abcdef0123456789abcdef0123', 0, %u, 0, 1)",
+		 HUBFS_CACHE_BLOCK_SIZE, HUBFS_CACHE_BLOCK_SIZE);
+	CHECK_INT(db_exec(dir, sql), 0);
 	CHECK_UINT(used_bytes(cache), 3 * BS);
 	CHECK_INT(hubfs_cache_reserve(cache, BS), 0);
 	CHECK_INT(rows_of(dir, key), 0);
@@ -1632,6 +1666,7 @@ static void test_cache__commit_rate(void)
 
 static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__open_close_reopen),
+	CHECK_TEST(test_cache__old_block_layout_is_dropped),
 	CHECK_TEST(test_cache__open_bad_dir),
 	CHECK_TEST(test_cache__write_read_blocks),
 	CHECK_TEST(test_cache__last_block_short),

@@ -4,14 +4,23 @@
 #include "check.h"
 #include "fs/fs_int.h"
 
-#define MB ((uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+#define B ((uint64_t)HUBFS_CACHE_BLOCK_SIZE)
+#define MiB ((uint64_t)1 << 20)
 #define KB128 (128 * 1024)
+#define NBLOCKS 400
+#define MAX_WINDOW 64
 
-/* A read of [off, off + len) of a 100-block object, window max 16. */
+/* The expectations below are worked out for this geometry. */
+_Static_assert(HUBFS_CACHE_BLOCK_SIZE == 256 * 1024 &&
+		       FS_STREAM_BATCH == 32 && FS_STREAM_MIN_SEQ == 2 * MiB &&
+		       FS_STREAM_SLACK == MiB,
+	       "recompute the expected windows and batches");
+
+/* A read of [off, off + len) of a NBLOCKS-block object. */
 static void read_at(struct fs_stream *st, uint64_t off, uint64_t len,
 		    uint64_t *from, uint64_t *to)
 {
-	fs_stream_update(st, off, off + len, 100, 16, from, to);
+	fs_stream_update(st, off, off + len, NBLOCKS, MAX_WINDOW, from, to);
 }
 
 /* What fs_reader_advise() does with [from, to): queue it all. */
@@ -24,28 +33,32 @@ static void queued(struct fs_stream *st, uint64_t from, uint64_t to)
 static void test_stream__sequential_window_doubles_to_the_max(void)
 {
 	struct fs_stream st = { 0 };
-	uint64_t from, to, off = 0;
-	/* Nothing until more than FS_STREAM_MIN_SEQ (2 blocks) was read. */
-	uint32_t want[] = { 0, 0, 2, 4, 8, 16, 16, 16, 16, 16, 16, 16, 16, 16 };
+	uint64_t from, to, i;
+	uint32_t want = 0;
 	unsigned int batches = 0;
 
-	for (unsigned int i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		read_at(&st, off, MB, &from, &to);
-		CHECK_UINT(st.window, want[i]);
-		if (want[i] < FS_STREAM_BATCH) {
+	for (i = 0; i < 48; i++) {
+		read_at(&st, i * B, B, &from, &to);
+		/* Nothing until more than FS_STREAM_MIN_SEQ was read, then
+		 * a window of 2 blocks doubling up to the maximum. */
+		if ((i + 1) * B > FS_STREAM_MIN_SEQ)
+			want = want ? (want * 2 > MAX_WINDOW ? MAX_WINDOW
+							     : want * 2)
+				    : 2;
+		CHECK_UINT(st.window, want);
+		if (want < FS_STREAM_BATCH) {
 			CHECK_UINT(from, to);
 		} else if (from < to) {
 			/* Readahead covers the window past the block just
 			 * read, a batch at a time. */
-			CHECK_UINT(to, off / MB + 1 + want[i]);
+			CHECK_UINT(to, i + 1 + want);
 			CHECK(to - from >= FS_STREAM_BATCH);
 			batches++;
 		}
 		queued(&st, from, to);
-		off += MB;
 	}
-	/* Blocks 5-12 and 13-21 at windows 8 and 16, then 22-29 once 8 more
-	 * blocks of the window are due. */
+	/* Blocks 13-44 at window 32 (read 12), 45-77 at window 64, then
+	 * 78-109 once 32 more blocks of the window are due (read 45). */
 	CHECK_UINT(batches, 3);
 }
 
@@ -53,9 +66,9 @@ static void test_stream__sequential_window_doubles_to_the_max(void)
 static void test_stream__one_large_read_is_not_a_stream(void)
 {
 	struct fs_stream st = { 0 };
-	uint64_t from, to, off = 37 * MB + 12345, i;
+	uint64_t from, to, off = 37 * MiB + 12345, i;
 
-	read_at(&st, 3 * MB, 4096, &from, &to);
+	read_at(&st, 3 * MiB, 4096, &from, &to);
 	for (i = 0; i < 8; i++) {
 		read_at(&st, off + i * KB128, KB128, &from, &to);
 		CHECK_UINT(st.window, 0);
@@ -67,10 +80,10 @@ static void test_stream__one_large_read_is_not_a_stream(void)
 		read_at(&st, off + i * KB128, KB128, &from, &to);
 	CHECK_UINT(st.window, 2);
 	CHECK_UINT(from, to);
-	for (; i < 19; i++)
+	for (; i < 21; i++)
 		read_at(&st, off + i * KB128, KB128, &from, &to);
-	CHECK_UINT(st.window, 8);
-	CHECK_UINT(to - from, 8);
+	CHECK_UINT(st.window, 32);
+	CHECK_UINT(to - from, 32);
 }
 
 /* The kernel's readahead reads reach hubfs slightly out of order: a
@@ -89,10 +102,10 @@ static void test_stream__shuffled_reads_are_still_sequential(void)
 		any |= from < to;
 		queued(&st, from, to);
 	}
-	CHECK(st.window >= 8);
+	CHECK(st.window >= 32);
 	CHECK(any);
 	/* A jump past the slack ends the stream. */
-	read_at(&st, 40 * MB, KB128, &from, &to);
+	read_at(&st, 40 * MiB, KB128, &from, &to);
 	CHECK_UINT(st.window, 0);
 	CHECK_UINT(from, to);
 }
@@ -102,15 +115,15 @@ static void test_stream__each_block_is_considered_once(void)
 	struct fs_stream st = { 0 };
 	uint64_t from, to;
 
-	for (uint64_t off = 0; off < 5 * MB; off += MB) {
-		read_at(&st, off, MB, &from, &to);
+	for (uint64_t off = 0; off < 13 * B; off += B) {
+		read_at(&st, off, B, &from, &to);
 		queued(&st, from, to);
 	}
-	CHECK_UINT(st.window, 8);
-	CHECK_UINT(st.ra_next, 13);		/* blocks 5 to 12 asked */
-	read_at(&st, 4 * MB, MB, &from, &to);	/* block 4 again */
-	CHECK_UINT(from, 13);			/* not 5: already asked */
-	CHECK_UINT(to, 21);
+	CHECK_UINT(st.window, 32);
+	CHECK_UINT(st.ra_next, 45);		/* blocks 13 to 44 asked */
+	read_at(&st, 12 * B, B, &from, &to);	/* block 12 again */
+	CHECK_UINT(from, 45);			/* not 13: already asked */
+	CHECK_UINT(to, 77);
 }
 
 static void test_stream__random_reads_get_no_readahead(void)
@@ -118,23 +131,23 @@ static void test_stream__random_reads_get_no_readahead(void)
 	struct fs_stream st = { 0 };
 	uint64_t from, to;
 
-	read_at(&st, 0, MB, &from, &to);
+	read_at(&st, 0, MiB, &from, &to);
 	st.ra_next = to;
-	read_at(&st, 50 * MB, 4096, &from, &to);
+	read_at(&st, 50 * MiB, 4096, &from, &to);
 	CHECK_UINT(st.window, 0);
 	CHECK_UINT(st.ra_next, 0);
 	CHECK_UINT(from, to);
-	read_at(&st, 7 * MB, 4096, &from, &to);
+	read_at(&st, 7 * MiB, 4096, &from, &to);
 	CHECK_UINT(from, to);
 	/* Reads that follow each other make it sequential again. */
-	read_at(&st, 7 * MB + 4096, 2 * MB, &from, &to);
+	read_at(&st, 7 * MiB + 4096, 2 * MiB, &from, &to);
 	CHECK_UINT(st.window, 2);
 	CHECK_UINT(from, to);			/* no batch due yet */
-	read_at(&st, 9 * MB + 4096, MB, &from, &to);
-	read_at(&st, 10 * MB + 4096, MB, &from, &to);
-	CHECK_UINT(st.window, 8);
-	CHECK_UINT(from, 12);
-	CHECK_UINT(to, 20);
+	for (uint64_t m = 9; m < 13; m++)
+		read_at(&st, m * MiB + 4096, MiB, &from, &to);
+	CHECK_UINT(st.window, 32);
+	CHECK_UINT(from, 53);			/* past block 52 */
+	CHECK_UINT(to, 85);
 }
 
 static void test_stream__first_read_elsewhere_than_zero_is_random(void)
@@ -142,10 +155,10 @@ static void test_stream__first_read_elsewhere_than_zero_is_random(void)
 	struct fs_stream st = { 0 };
 	uint64_t from, to;
 
-	read_at(&st, 30 * MB, KB128, &from, &to);
+	read_at(&st, 30 * MiB, KB128, &from, &to);
 	CHECK_UINT(st.window, 0);
 	CHECK_UINT(from, to);
-	CHECK_UINT(st.next_off, 30 * MB + KB128);
+	CHECK_UINT(st.next_off, 30 * MiB + KB128);
 }
 
 static void test_stream__window_stops_at_the_end(void)
@@ -153,14 +166,14 @@ static void test_stream__window_stops_at_the_end(void)
 	struct fs_stream st = { 0 };
 	uint64_t from, to, off;
 
-	for (off = 0; off < 98 * MB; off += MB) {
-		read_at(&st, off, MB, &from, &to);
+	for (off = 0; off < (NBLOCKS - 2) * B; off += B) {
+		read_at(&st, off, B, &from, &to);
 		queued(&st, from, to);
 	}
-	CHECK_UINT(to, 100);
-	read_at(&st, 98 * MB, 2 * MB, &from, &to);	/* the last two */
-	CHECK_UINT(from, 100);
-	CHECK_UINT(to, 100);
+	CHECK_UINT(to, NBLOCKS);
+	read_at(&st, (NBLOCKS - 2) * B, 2 * B, &from, &to); /* the last two */
+	CHECK_UINT(from, NBLOCKS);
+	CHECK_UINT(to, NBLOCKS);
 }
 
 static const struct check_test tests[] = {
