@@ -225,7 +225,8 @@ void cache_map_free(struct cache_map *map);
 /* --- db.c ------------------------------------------------------------- */
 
 /* Open every connection of @cache on @path and create the schema.
- * *@dropped: an older schema's blocks were deleted (sweep the files). */
+ * *@dropped is set to true if an older schema's blocks were deleted
+ * (the caller then sweeps the files), and left alone otherwise. */
 int cache_db_open(struct hubfs_cache *cache, const char *path,
 		  bool *dropped);
 

@@ -454,8 +454,6 @@ int cache_db_open(struct hubfs_cache *cache, const char *path,
 {
 	int err = 0;
 
-	*dropped = false;
-
 	for (int i = 0; i < CONN_COUNT && !err; i++) {
 		struct cache_conn *c = &cache->conn[i];
 

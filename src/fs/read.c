@@ -156,6 +156,12 @@ static uint64_t block_len(const struct fs_object *obj, uint64_t idx)
 	return obj->size - start < BS ? obj->size - start : BS;
 }
 
+/* Whether @obj's next fetch takes it whole, checked before commit. */
+static bool fetch_whole(struct fs_object *obj)
+{
+	return obj->size <= WHOLE_MAX && !atomic_load(&obj->verified);
+}
+
 static unsigned int key_bucket(const char *key)
 {
 	unsigned int h = 0;
@@ -557,8 +563,7 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async,
 	uint64_t end = run->end * BS < obj->size ? run->end * BS : obj->size;
 	int err = 0;
 
-	if (obj->size <= WHOLE_MAX && run->start == 0 &&
-	    run->end == obj->nblocks && !atomic_load(&obj->verified)) {
+	if (fetch_whole(obj) && run->start == 0 && run->end == obj->nblocks) {
 		st.md = content_hash_new(obj);
 		st.crcs = hubfs_calloc(run->end - run->start, sizeof(*st.crcs));
 		if (!st.md || !st.crcs)
@@ -1101,7 +1106,7 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	avail = obj->size - off < size ? obj->size - off : size;
 	b0 = off / BS;
 	b1 = (off + avail - 1) / BS;
-	if (obj->size <= WHOLE_MAX && !atomic_load(&obj->verified)) {
+	if (fetch_whole(obj)) {
 		b0 = 0;
 		b1 = obj->nblocks - 1;
 	}
