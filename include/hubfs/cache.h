@@ -90,6 +90,14 @@ uint64_t hubfs_cache_obj_nblocks(const struct hubfs_cache_obj *obj);
 int hubfs_cache_block_present(struct hubfs_cache_obj *obj, uint64_t idx);
 
 /*
+ * Whether block @idx is already known present (checked or committed
+ * since the object was opened), without any I/O: false may still mean
+ * present.
+ */
+bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
+			     uint64_t idx);
+
+/*
  * Read @len bytes at @off, all inside blocks hubfs_cache_block_present()
  * has confirmed.  Returns the bytes read (< @len only at end of object)
  * or -errno.

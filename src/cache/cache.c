@@ -1030,6 +1030,12 @@ int hubfs_cache_block_present(struct hubfs_cache_obj *obj, uint64_t idx)
 	return ret;
 }
 
+bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
+			     uint64_t idx)
+{
+	return idx < obj->ent->nblocks && bit_test(obj->ent, idx);
+}
+
 ssize_t hubfs_cache_obj_pread(struct hubfs_cache_obj *obj, void *buf,
 			      size_t len, uint64_t off)
 {

@@ -112,6 +112,22 @@ void fs_stream_update(struct fs_stream *stream, uint64_t off, uint64_t end,
 		      uint64_t nblocks, uint32_t max_window, uint64_t *from,
 		      uint64_t *to);
 
+/* An object's readahead for its readers together (stream.c). */
+struct fs_sweep {
+	uint64_t ra_next;	/* first block readahead has not asked for */
+	uint32_t window;	/* readahead window, in blocks */
+};
+
+/*
+ * Update @sweep for a read whose last block is @last, where @behind says
+ * whether the FS_STREAM_MIN_SEQ bytes before the read are present or
+ * being fetched, and say which blocks [*@from, *@to) readahead should
+ * consider.
+ */
+void fs_sweep_update(struct fs_sweep *sweep, bool behind, uint64_t last,
+		     uint64_t nblocks, uint32_t max_window, uint64_t *from,
+		     uint64_t *to);
+
 struct fs_reader_opts {
 	unsigned int workers;		/* fetch threads */
 	unsigned int max_run_blocks;	/* blocks per range request */

@@ -44,7 +44,11 @@
  * its window doubles on every such read, up to max_window_blocks, and the
  * blocks within the window past the current read are queued.  A read
  * anywhere else resets the window, so random readers (mmap faults,
- * tensor loads) fetch what they touch and little more.
+ * tensor loads) fetch what they touch and little more.  Besides, an
+ * object's readers together may sweep it in order when none of them does
+ * alone (loader processes sharing out the tensors): a read with the
+ * blocks before it present or being fetched grows the object's own
+ * window (struct fs_sweep, stream.c).
  *
  * Integrity.  Each block carries a CRC checked by the cache.  Besides,
  * every object's content hash is checked against its key: sha256 for LFS
@@ -110,6 +114,7 @@ struct fs_object {
 	pthread_cond_t cond;
 	struct fs_run *runs;		/* unfinished runs; lock */
 	int failed;			/* permanent error; lock */
+	struct fs_sweep sweep;		/* lock */
 
 	pthread_mutex_t hash_lock;
 	atomic_bool hash_pending;
@@ -890,10 +895,10 @@ void fs_object_put(struct fs_object *obj)
 	object_free(obj);
 }
 
-/* Queue readahead for a sequential stream past block @last. */
-/* Queue readahead runs for the blocks [idx, end) that need fetching. */
-static void queue_readahead(struct fs_object *obj, struct fs_stream *st,
-			    uint64_t idx, uint64_t end)
+/* Queue readahead runs for the blocks [idx, end) that need fetching;
+ * returns the first block not asked for. */
+static uint64_t queue_readahead(struct fs_object *obj, uint64_t idx,
+				uint64_t end)
 {
 	struct fs_reader *r = obj->reader;
 
@@ -927,7 +932,7 @@ static void queue_readahead(struct fs_object *obj, struct fs_stream *st,
 			break;
 		}
 	}
-	st->ra_next = idx;
+	return idx;
 }
 
 /* Wait until block @idx of @run is committed or the run is over. */
@@ -942,6 +947,21 @@ static int run_wait(struct fs_object *obj, struct fs_run *run, uint64_t idx)
 	return err;
 }
 
+/* Whether the FS_STREAM_MIN_SEQ bytes before block @b are present or
+ * being fetched, from what is in memory only.  obj->lock held. */
+static bool swept_before(struct fs_object *obj, uint64_t b)
+{
+	uint64_t n = FS_STREAM_MIN_SEQ / BS, idx;
+
+	if (b < n)
+		return false;
+	for (idx = b - n; idx < b; idx++)
+		if (!hubfs_cache_block_known(obj->cobj, idx) &&
+		    !run_covering(obj, idx))
+			return false;
+	return true;
+}
+
 void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		      uint64_t off, size_t size)
 {
@@ -954,8 +974,29 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 	end = obj->size - off < size ? obj->size : off + size;
 	fs_stream_update(st, off, end, obj->nblocks,
 			 obj->reader->opts.max_window_blocks, &from, &to);
+	if (from < to) {
+		st->ra_next = queue_readahead(obj, from, to);
+		return;
+	}
+	if (st->window)
+		return;	/* sequential: its own readahead will come */
+	/* Not this handle's stream: perhaps its readers' sweep together. */
+	pthread_mutex_lock(&obj->lock);
+	fs_sweep_update(&obj->sweep, swept_before(obj, off / BS),
+			(end - 1) / BS, obj->nblocks,
+			obj->reader->opts.max_window_blocks, &from, &to);
 	if (from < to)
-		queue_readahead(obj, st, from, to);
+		obj->sweep.ra_next = to;	/* claimed: asked for below */
+	pthread_mutex_unlock(&obj->lock);
+	if (from >= to)
+		return;
+	from = queue_readahead(obj, from, to);
+	if (from < to) {	/* the queue was full */
+		pthread_mutex_lock(&obj->lock);
+		if (obj->sweep.ra_next == to)
+			obj->sweep.ra_next = from;
+		pthread_mutex_unlock(&obj->lock);
+	}
 }
 
 /* Make blocks [@b0, @b1] present, fetching the missing ones.  @er: a

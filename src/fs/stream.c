@@ -19,16 +19,58 @@
  * else starts a new stream with no window, so mmap faults and tensor
  * loads fetch only what they touch.  ra_next remembers how far readahead
  * has already asked, so that each block is considered once per
- * sequential pass.  Pure: no I/O, no locks (the caller serialises calls
- * for one stream), so it is unit tested on its own.
+ * sequential pass.
+ *
+ * A sweep is the same for one object and all its readers together:
+ * loaders that share out a checkpoint's tensors (process r of N touching
+ * every Nth tensor through mmap) read the file in order between them
+ * although no one handle does, so each handle's stream stays random and
+ * every block would cost its own request.  The reader tells whether the
+ * FS_STREAM_MIN_SEQ bytes before a read are present or being fetched;
+ * each read with such bytes behind it doubles the sweep's window, and
+ * readahead covers the window past it in batches as for a stream.  The
+ * readers do not keep step, so a read behind the others continues the
+ * sweep; only one more than the largest window behind the furthest read
+ * (where the sweep has asked, less its window) starts a new sweep.  A
+ * random reader has that much behind its reads only where the file is
+ * already cached, and then little ahead is missing.
+ *
+ * Pure: no I/O, no locks (the caller serialises calls for one stream or
+ * sweep), so it is unit tested on its own.
  */
 #include "fs_int.h"
+
+/* The blocks past @last that a window of @window asks for, given that
+ * readahead already asked for those before @ra_next. */
+static void window_range(uint64_t ra_next, uint32_t window, uint64_t last,
+			 uint64_t nblocks, uint32_t max_window, uint64_t *from,
+			 uint64_t *to)
+{
+	uint64_t batch;
+
+	*from = *to = 0;
+	if (window == 0)
+		return;
+	*from = ra_next > last + 1 ? ra_next : last + 1;
+	*to = last + 1 + window < nblocks ? last + 1 + window : nblocks;
+	if (*from > *to)
+		*from = *to;
+	batch = FS_STREAM_BATCH < max_window ? FS_STREAM_BATCH : max_window;
+	if (*to - *from < batch && *to < nblocks)
+		*from = *to;	/* wait until a batch is due */
+}
+
+static uint32_t window_grow(uint32_t window, uint32_t max_window)
+{
+	window = window ? window * 2 : 2;
+	return window > max_window ? max_window : window;
+}
 
 void fs_stream_update(struct fs_stream *st, uint64_t off, uint64_t end,
 		      uint64_t nblocks, uint32_t max_window, uint64_t *from,
 		      uint64_t *to)
 {
-	uint64_t last = (end - 1) / HUBFS_CACHE_BLOCK_SIZE, batch;
+	uint64_t last = (end - 1) / HUBFS_CACHE_BLOCK_SIZE;
 
 	if (off < st->seq_start || off > st->next_off + FS_STREAM_SLACK) {
 		st->window = 0;
@@ -38,20 +80,25 @@ void fs_stream_update(struct fs_stream *st, uint64_t off, uint64_t end,
 	} else {
 		if (end > st->next_off)
 			st->next_off = end;
-		if (st->next_off - st->seq_start > FS_STREAM_MIN_SEQ) {
-			st->window = st->window ? st->window * 2 : 2;
-			if (st->window > max_window)
-				st->window = max_window;
-		}
+		if (st->next_off - st->seq_start > FS_STREAM_MIN_SEQ)
+			st->window = window_grow(st->window, max_window);
 	}
+	window_range(st->ra_next, st->window, last, nblocks, max_window, from,
+		     to);
+}
+
+void fs_sweep_update(struct fs_sweep *sw, bool behind, uint64_t last,
+		     uint64_t nblocks, uint32_t max_window, uint64_t *from,
+		     uint64_t *to)
+{
 	*from = *to = 0;
-	if (st->window == 0)
+	if (!behind)
 		return;
-	*from = st->ra_next > last + 1 ? st->ra_next : last + 1;
-	*to = last + 1 + st->window < nblocks ? last + 1 + st->window : nblocks;
-	if (*from > *to)
-		*from = *to;
-	batch = FS_STREAM_BATCH < max_window ? FS_STREAM_BATCH : max_window;
-	if (*to - *from < batch && *to < nblocks)
-		*from = *to;	/* wait until a batch is due */
+	if (last + 1 + (uint64_t)sw->window + max_window < sw->ra_next) {
+		sw->window = 0;		/* far behind: a new sweep */
+		sw->ra_next = 0;
+	}
+	sw->window = window_grow(sw->window, max_window);
+	window_range(sw->ra_next, sw->window, last, nblocks, max_window, from,
+		     to);
 }

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -248,6 +249,53 @@ def test_only_touched_bytes_cross_the_network(hub, mount_factory):
     # start stays inside it.
     assert sum(e["bytes"] for e in cdn) <= BLOCK
     assert all(e["range"] for e in cdn)
+
+
+def test_loaders_sharing_out_tensors_get_readahead(localhub_factory,
+                                                   mount_factory):
+    # Four loaders each take every fourth 512 KiB tensor of one file, as
+    # tensor-parallel loaders do: no one handle reads in order, but
+    # between them they sweep the file, and the sweep is read ahead
+    # rather than fetched block by block as each handle faults.
+    h = localhub_factory()
+    h.seed("seed-model", "tester/big", "--no-history", "--shards", "1",
+           "--shard-size", "32MiB")
+    h.start()
+    name = "model-00001-of-00001.safetensors"
+    r = h.get("/tester/big/resolve/main/" + name)
+    real = http_request(r.header("Location")).body
+    m = mount_factory(h, "tester/big")
+    path = m.path(name)
+    size = os.stat(path).st_size
+    assert size == len(real)
+    tensor, piece, n = 512 << 10, 128 << 10, 4
+    got = {}
+    barrier = threading.Barrier(n)
+    seq = h.mark()
+
+    def loader(r):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for t in range(0, size // tensor, n):
+                barrier.wait(timeout=60)
+                off = (t + r) * tensor
+                for p in range(0, tensor if off < size else 0, piece):
+                    got[off + p] = os.pread(fd, piece, off + p)
+        finally:
+            os.close(fd)
+
+    threads = [threading.Thread(target=loader, args=(r,)) for r in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    body = b"".join(got[o] for o in sorted(got))
+    assert len(body) == size // tensor * tensor
+    assert body == real[:len(body)]
+    cdn = [e for e in h.log_since(seq) if e["route"] == "cdn-get"]
+    # Fetched block by block this is about one request per block (128).
+    assert len(cdn) <= (size + BLOCK - 1) // BLOCK // 4, len(cdn)
+    assert sum(e["bytes"] for e in cdn) <= size
 
 
 def test_shared_content_is_fetched_once(hub, mount_factory):

@@ -176,6 +176,93 @@ static void test_stream__window_stops_at_the_end(void)
 	CHECK_UINT(to, NBLOCKS);
 }
 
+/* --- sweeps: an object's readers together ------------------------------- */
+
+/*
+ * Loaders sharing out a file's tensors: N processes, process r touching
+ * tensors r, r + N, ... of 512 KiB each, in 128 KiB faults, all at the
+ * same pace.  Blocks a read or readahead asked for count as present or
+ * being fetched, as swept_before() in read.c sees them.
+ */
+static void test_sweep__interleaved_loaders_get_readahead(void)
+{
+	enum { N = 4, TENSOR = 2 * B, NT = NBLOCKS * B / TENSOR };
+	struct fs_sweep sw = { 0 };
+	bool asked[NBLOCKS] = { false };
+	unsigned int on_demand = 0, ahead = 0;
+	uint64_t from, to, t, r, piece, i;
+
+	for (t = 0; t < NT; t += N) {
+		for (piece = 0; piece < TENSOR; piece += KB128) {
+			for (r = 0; r < N && t + r < NT; r++) {
+				uint64_t off = (t + r) * TENSOR + piece;
+				uint64_t b = off / B, last = b;
+				bool behind = b >= FS_STREAM_MIN_SEQ / B;
+
+				for (i = behind ? b - FS_STREAM_MIN_SEQ / B : 0;
+				     i < b && behind; i++)
+					behind = asked[i];
+				if (!asked[b]) {
+					asked[b] = true;
+					on_demand++;
+				}
+				fs_sweep_update(&sw, behind, last, NBLOCKS,
+						MAX_WINDOW, &from, &to);
+				for (i = from; i < to; i++) {
+					ahead += !asked[i];
+					asked[i] = true;
+				}
+				if (from < to)
+					sw.ra_next = to;
+			}
+		}
+	}
+	CHECK_UINT(on_demand + ahead, NBLOCKS);
+	/* Only the blocks before the first batch was due are read on
+	 * demand: 8 behind the first read that had them, and the few
+	 * reads in which the window grew to a batch. */
+	CHECK(on_demand <= 16);
+	CHECK_UINT(sw.window, MAX_WINDOW);
+}
+
+/* A random reader has nothing behind its reads: no window at all. */
+static void test_sweep__nothing_behind_gets_nothing(void)
+{
+	struct fs_sweep sw = { 0 };
+	uint64_t from, to, i;
+
+	for (i = 0; i < 20; i++) {
+		fs_sweep_update(&sw, false, (i * 37) % NBLOCKS, NBLOCKS,
+				MAX_WINDOW, &from, &to);
+		CHECK_UINT(from, to);
+		CHECK_UINT(sw.window, 0);
+	}
+}
+
+/* A reader behind the others continues the sweep; one more than the
+ * largest window behind where it has asked starts a new one. */
+static void test_sweep__a_laggard_continues_a_far_read_restarts(void)
+{
+	struct fs_sweep sw = { 0 };
+	uint64_t from, to, last;
+
+	for (last = 100; sw.window < MAX_WINDOW; last++) {
+		fs_sweep_update(&sw, true, last, NBLOCKS, MAX_WINDOW, &from,
+				&to);
+		if (from < to)
+			sw.ra_next = to;
+	}
+	CHECK_UINT(sw.ra_next, last + MAX_WINDOW);
+	fs_sweep_update(&sw, true, last - 20, NBLOCKS, MAX_WINDOW, &from,
+			&to);
+	CHECK_UINT(sw.window, MAX_WINDOW);
+	CHECK_UINT(from, to);		/* all asked for already */
+	fs_sweep_update(&sw, true, 20, NBLOCKS, MAX_WINDOW, &from, &to);
+	CHECK_UINT(sw.window, 2);
+	CHECK_UINT(sw.ra_next, 0);
+	CHECK_UINT(from, to);		/* no batch due yet */
+}
+
 static const struct check_test tests[] = {
 	CHECK_TEST(test_stream__sequential_window_doubles_to_the_max),
 	CHECK_TEST(test_stream__one_large_read_is_not_a_stream),
@@ -184,6 +271,9 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_stream__random_reads_get_no_readahead),
 	CHECK_TEST(test_stream__first_read_elsewhere_than_zero_is_random),
 	CHECK_TEST(test_stream__window_stops_at_the_end),
+	CHECK_TEST(test_sweep__interleaved_loaders_get_readahead),
+	CHECK_TEST(test_sweep__nothing_behind_gets_nothing),
+	CHECK_TEST(test_sweep__a_laggard_continues_a_far_read_restarts),
 };
 
 CHECK_MAIN(tests)
