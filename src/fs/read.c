@@ -64,10 +64,10 @@
  * fail with EIO.
  *
  * Locks: reader->lock guards the object table, object reference counts
- * and the job queue.  obj->lock guards the run list and run fields.
- * obj->hash_lock guards the hash state.  reader->lock is taken before
- * obj->lock when both are held; hash_lock is never held with the others.
- * No lock is held across an HTTP request.
+ * and the job queue.  obj->lock guards the run list, run fields and the
+ * sweep.  obj->hash_lock guards the hash state.  reader->lock is taken
+ * before obj->lock when both are held; hash_lock is never held with the
+ * others.  No lock is held across an HTTP request.
  */
 #include <errno.h>
 #include <fcntl.h>
