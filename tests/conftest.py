@@ -72,6 +72,14 @@ def http_request(url, method="GET", headers=None, body=None, timeout=30):
         conn.close()
 
 
+def real_bytes(h, repo, path):
+    """A file of @repo's main branch as the Hub serves it (following the
+    redirect of an LFS file to the CDN)."""
+    r = h.get("/%s/resolve/main/%s" % (repo, path))
+    return http_request(r.header("Location")).body if r.status == 302 \
+        else r.body
+
+
 class LocalHub:
     def __init__(self, workdir, args=(), config=None):
         self.workdir = workdir

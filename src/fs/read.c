@@ -965,7 +965,7 @@ static bool swept_before(struct fs_object *obj, uint64_t b)
 void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		      uint64_t off, size_t size)
 {
-	uint64_t end, from, to;
+	uint64_t end, from, to, asked;
 
 	if (off >= obj->size || size == 0)
 		return;
@@ -990,11 +990,11 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 	pthread_mutex_unlock(&obj->lock);
 	if (from >= to)
 		return;
-	from = queue_readahead(obj, from, to);
-	if (from < to) {	/* the queue was full */
+	asked = queue_readahead(obj, from, to);
+	if (asked < to) {	/* the queue was full */
 		pthread_mutex_lock(&obj->lock);
 		if (obj->sweep.ra_next == to)
-			obj->sweep.ra_next = from;
+			obj->sweep.ra_next = asked;
 		pthread_mutex_unlock(&obj->lock);
 	}
 }

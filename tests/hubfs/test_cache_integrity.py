@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import BLOCK, HUBFS, WRITE, http_request
+from conftest import BLOCK, HUBFS, WRITE, real_bytes
 
 SMALL = "model-00001-of-00001.safetensors"
 
@@ -26,12 +26,6 @@ def chub(localhub_factory):
            "--shard-size", "12MiB")
     h.start()
     return h
-
-
-def real_bytes(h, repo, path):
-    r = h.get("/%s/resolve/main/%s" % (repo, path))
-    return http_request(r.header("Location")).body if r.status == 302 \
-        else r.body
 
 
 def cdn_bytes(h, seq):

@@ -14,10 +14,19 @@ import time
 
 import pytest
 
-from conftest import BLOCK, READ, CAROL, Git, http_request
+from conftest import BLOCK, READ, CAROL, Git, http_request, real_bytes
 
 MODEL_REVS = ["main", "dev", "feature/x", "v1.0", "v2.0", "refs/pr/1"]
 SHARD1 = "model-00001-of-00002.safetensors"
+
+
+def one_shard_hub(localhub_factory, repo, shard_size):
+    """A started server with @repo: a model of one safetensors shard."""
+    h = localhub_factory()
+    h.seed("seed-model", repo, "--no-history", "--shards", "1",
+           "--shard-size", shard_size)
+    h.start()
+    return h
 
 
 def enc(rev):
@@ -257,13 +266,9 @@ def test_loaders_sharing_out_tensors_get_readahead(localhub_factory,
     # tensor-parallel loaders do: no one handle reads in order, but
     # between them they sweep the file, and the sweep is read ahead
     # rather than fetched block by block as each handle faults.
-    h = localhub_factory()
-    h.seed("seed-model", "tester/big", "--no-history", "--shards", "1",
-           "--shard-size", "32MiB")
-    h.start()
+    h = one_shard_hub(localhub_factory, "tester/big", "32MiB")
     name = "model-00001-of-00001.safetensors"
-    r = h.get("/tester/big/resolve/main/" + name)
-    real = http_request(r.header("Location")).body
+    real = real_bytes(h, "tester/big", name)
     m = mount_factory(h, "tester/big")
     path = m.path(name)
     size = os.stat(path).st_size
@@ -326,10 +331,7 @@ def test_signed_url_is_reused(hub, mount_factory):
 
 def test_branch_move_and_open_file_keeps_its_content(localhub_factory,
                                                      mount_factory):
-    h = localhub_factory()
-    h.seed("seed-model", "tester/m", "--no-history", "--shards", "1",
-           "--shard-size", "2MiB")
-    h.start()
+    h = one_shard_hub(localhub_factory, "tester/m", "2MiB")
     m = mount_factory(h, "tester/m", "refresh=1")
     old_cfg = open(m.path("config.json"), "rb").read()
     f = open(m.path("model-00001-of-00001.safetensors"), "rb")
@@ -358,12 +360,9 @@ def test_branch_move_shows_in_subdirectories(localhub_factory, mount_factory):
     # Directories below the root are cached by the kernel for as long as
     # their tree id stands; a move upstream must still show at every depth
     # once the root's entries expire.
-    h = localhub_factory()
-    h.seed("seed-model", "tester/m", "--no-history", "--shards", "1",
-           "--shard-size", "64KiB")
+    h = one_shard_hub(localhub_factory, "tester/m", "64KiB")
     old_files = {"a/one.txt": "one\n", "a/deep/two.txt": "two\n",
                  "a/deep/gone.txt": "gone\n", "b/three.txt": "three\n"}
-    h.start()
     first = h.admin("POST", "/push", {"repo": "tester/m", "files": old_files})
     m = mount_factory(h, "tester/m", "refresh=1")
     before = snapshot(m.mnt)[0]
@@ -525,11 +524,7 @@ def test_offline_tag_is_read_only(localhub_factory, mount_factory,
 
 @pytest.fixture
 def fault_hub(localhub_factory):
-    h = localhub_factory()
-    h.seed("seed-model", "tester/m", "--no-history", "--shards", "1",
-           "--shard-size", "8MiB")
-    h.start()
-    return h
+    return one_shard_hub(localhub_factory, "tester/m", "8MiB")
 
 
 def shard_bytes(h):
