@@ -98,6 +98,14 @@ bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
 			     uint64_t idx);
 
 /*
+ * Whether block @idx's bytes are in the data file, checked or not: 1 if
+ * it is known present or has a row, 0 if not, or -errno.  Reads no
+ * block data; hubfs_cache_block_present() must still confirm the block
+ * before it is served.
+ */
+int hubfs_cache_block_stored(struct hubfs_cache_obj *obj, uint64_t idx);
+
+/*
  * Read @len bytes at @off, all inside blocks hubfs_cache_block_present()
  * has confirmed.  Returns the bytes read (< @len only at end of object)
  * or -errno.

@@ -1036,6 +1036,19 @@ bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
 	return idx < obj->ent->nblocks && bit_test(obj->ent, idx);
 }
 
+int hubfs_cache_block_stored(struct hubfs_cache_obj *obj, uint64_t idx)
+{
+	struct cache_ent *ent = obj->ent;
+	uint64_t len;
+	uint32_t crc;
+
+	if (idx >= ent->nblocks)
+		return bad_index(ent, idx);
+	if (bit_test(ent, idx))
+		return 1;
+	return block_row(obj->cache, ent, idx, &len, &crc);
+}
+
 ssize_t hubfs_cache_obj_pread(struct hubfs_cache_obj *obj, void *buf,
 			      size_t len, uint64_t off)
 {

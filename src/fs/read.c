@@ -30,7 +30,11 @@
  *	FETCHING --request failed--> DONE(err < 0)
  *
  * The runs a read needs are fetched by the reading thread itself;
- * readahead goes to a pool of worker threads.  When one run the reading
+ * readahead goes to a pool of worker threads.  Readahead asks for every
+ * block not known present, from memory alone; its worker checks first
+ * those that turn out stored (a warm cache after a restart), so that the
+ * reading thread finds them confirmed instead of checking them itself,
+ * and fetches the rest.  When one run the reading
  * thread makes covers the whole read, the read is answered from the
  * transfer as soon as its bytes have passed (struct fs_early), not when
  * the run's last block is stored: a cold random read waits for the bytes
@@ -551,26 +555,25 @@ static void punch_uncommitted(struct fs_object *obj, struct fs_run *run,
 }
 
 /*
- * Fetch a run into the cache; consumes the runner's reference.  Failures
- * of runs nobody waits for (@async: readahead) are logged here; others
- * reach the FUSE layer, which logs them.
+ * Fetch blocks [@from, @to) of @run into the cache, committing each as
+ * its bytes are written.  Reporting a failure is the caller's.
  */
-static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async,
-		      struct early_read *er)
+static int fetch_blocks(struct fs_object *obj, struct fs_run *run,
+			uint64_t from, uint64_t to, struct early_read *er)
 {
 	struct fs_reader *r = obj->reader;
-	struct sink_state st = { .obj = obj, .run = run, .block = run->start };
+	struct sink_state st = { .obj = obj, .run = run, .block = from };
 	struct hubfs_hub_file file = {
 		.commit = obj->commit, .path = obj->path, .key = obj->key,
 		.lfs = obj->lfs, .size = obj->size,
 	};
-	uint64_t off = run->start * BS;
-	uint64_t end = run->end * BS < obj->size ? run->end * BS : obj->size;
+	uint64_t off = from * BS;
+	uint64_t end = to * BS < obj->size ? to * BS : obj->size;
 	int err = 0;
 
-	if (fetch_whole(obj) && run->start == 0 && run->end == obj->nblocks) {
+	if (fetch_whole(obj) && from == 0 && to == obj->nblocks) {
 		st.md = content_hash_new(obj);
-		st.crcs = hubfs_calloc(run->end - run->start, sizeof(*st.crcs));
+		st.crcs = hubfs_calloc(to - from, sizeof(*st.crcs));
 		if (!st.md || !st.crcs)
 			err = -ENOMEM;
 	} else if (er) {
@@ -591,16 +594,67 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run, bool async,
 		err = commit_verified(&st);
 	if (err == -ENOSPC)
 		punch_uncommitted(obj, run, &st);
-	if (err && async && err != -ENOSPC)
-		hlog(LOG_ERR, "%s: fetching bytes %llu-%llu failed: %s (%s)",
-		     obj->path, (unsigned long long)off,
-		     (unsigned long long)end - 1, strerror(-err),
-		     hubfs_err_or("no detail"));
 	EVP_MD_CTX_free(st.md);
 	hubfs_free(st.crcs);
 	hubfs_free(st.buf);
+	return err;
+}
+
+/* Fetch a run the reading thread needs; consumes the runner's
+ * reference.  Failures reach the FUSE layer, which logs them. */
+static void run_fetch(struct fs_object *obj, struct fs_run *run,
+		      struct early_read *er)
+{
+	int err = fetch_blocks(obj, run, run->start, run->end, er);
+
 	run_finish(obj, run, err);
-	if (!err && !st.md)
+	if (!err)
+		hash_advance(obj);
+}
+
+/*
+ * Readahead, in a worker; consumes the runner's reference.  The run's
+ * blocks were not known present when it was queued, but after a restart
+ * many are stored and only wait for their first check: check those here,
+ * so a reading thread finds them confirmed instead of reading and
+ * checking them itself, and fetch the others.  Either way run->next
+ * advances block by block, in order.  A failed check ends the run with
+ * -EAGAIN: whoever needs the block checks it again and reports it.
+ * Failed fetches, which nobody may be waiting for, are logged here.
+ */
+static void run_ahead(struct fs_object *obj, struct fs_run *run)
+{
+	uint64_t idx = run->start, to;
+	int err = 0, p;
+
+	while (!err && idx < run->end) {
+		p = hubfs_cache_block_present(obj->cobj, idx);
+		if (p == 1) {
+			pthread_mutex_lock(&obj->lock);
+			run->next = ++idx;
+			pthread_cond_broadcast(&obj->cond);
+			pthread_mutex_unlock(&obj->lock);
+			continue;
+		}
+		if (p < 0) {
+			err = -EAGAIN;
+			break;
+		}
+		for (to = idx + 1; to < run->end &&
+		     hubfs_cache_block_stored(obj->cobj, to) == 0; to++)
+			;
+		err = fetch_blocks(obj, run, idx, to, NULL);
+		if (err && err != -ENOSPC)
+			hlog(LOG_ERR, "%s: fetching bytes %llu-%llu failed: "
+			     "%s (%s)", obj->path,
+			     (unsigned long long)(idx * BS),
+			     (unsigned long long)(to * BS < obj->size
+						  ? to * BS : obj->size) - 1,
+			     strerror(-err), hubfs_err_or("no detail"));
+		idx = to;
+	}
+	run_finish(obj, run, err);
+	if (!err)
 		hash_advance(obj);
 }
 
@@ -686,7 +740,7 @@ static void *worker_main(void *arg)
 		if (r->stop)
 			run_finish(job->obj, job->run, -ECANCELED);
 		else
-			run_fetch(job->obj, job->run, true, NULL);
+			run_ahead(job->obj, job->run);
 		fs_object_put(job->obj);
 		hubfs_free(job);
 	}
@@ -895,8 +949,9 @@ void fs_object_put(struct fs_object *obj)
 	object_free(obj);
 }
 
-/* Queue readahead runs for the blocks [idx, end) that need fetching;
- * returns the first block not asked for. */
+/* Queue readahead runs for the blocks [idx, end) not known present,
+ * without touching the disk here: the workers check the stored ones and
+ * fetch the rest (run_ahead).  Returns the first block not asked for. */
 static uint64_t queue_readahead(struct fs_object *obj, uint64_t idx,
 				uint64_t end)
 {
@@ -906,13 +961,12 @@ static uint64_t queue_readahead(struct fs_object *obj, uint64_t idx,
 		uint64_t start;
 		struct fs_run *run;
 
-		if (hubfs_cache_block_present(obj->cobj, idx) == 1) {
+		if (hubfs_cache_block_known(obj->cobj, idx)) {
 			idx++;
 			continue;
 		}
 		pthread_mutex_lock(&obj->lock);
-		if (run_covering(obj, idx) ||
-		    hubfs_cache_block_present(obj->cobj, idx) != 0) {
+		if (run_covering(obj, idx)) {
 			pthread_mutex_unlock(&obj->lock);
 			idx++;
 			continue;
@@ -920,7 +974,7 @@ static uint64_t queue_readahead(struct fs_object *obj, uint64_t idx,
 		start = idx++;
 		while (idx < end && idx - start < r->opts.max_run_blocks &&
 		       !run_covering(obj, idx) &&
-		       hubfs_cache_block_present(obj->cobj, idx) == 0)
+		       !hubfs_cache_block_known(obj->cobj, idx))
 			idx++;
 		run = run_new(obj, start, idx);
 		pthread_mutex_unlock(&obj->lock);
@@ -1010,12 +1064,22 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
 
 	for (idx = b0; idx <= b1 && !err; idx++) {
 		struct fs_run *run, *mine = NULL;
+		bool coming;
 
-		p = hubfs_cache_block_present(obj->cobj, idx);
-		if (p < 0)
-			return p;
-		if (p == 1)
+		if (hubfs_cache_block_known(obj->cobj, idx))
 			continue;
+		/* A worker checking or fetching it: wait rather than read
+		 * and check it here as well. */
+		pthread_mutex_lock(&obj->lock);
+		coming = run_covering(obj, idx) != NULL;
+		pthread_mutex_unlock(&obj->lock);
+		if (!coming) {
+			p = hubfs_cache_block_present(obj->cobj, idx);
+			if (p < 0)
+				return p;
+			if (p == 1)
+				continue;
+		}
 		pthread_mutex_lock(&obj->lock);
 		run = run_covering(obj, idx);
 		if (!run) {
@@ -1050,9 +1114,9 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
 			 * reference) may go at any time. */
 			fs_object_get(obj);
 			er->held = true;
-			run_fetch(obj, mine, false, er);
+			run_fetch(obj, mine, er);
 		} else if (mine) {
-			run_fetch(obj, mine, false, NULL);
+			run_fetch(obj, mine, NULL);
 		}
 		pthread_mutex_lock(&obj->lock);
 		err = run_wait(obj, run, idx);

@@ -473,6 +473,39 @@ static void test_cache__corrupt_truncated(void)
 	hubfs_cache_close(cache);
 }
 
+/* stored: a row is enough, no bytes are read, and the check still decides. */
+static void test_cache__stored_reads_no_data(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char key[65], other[65];
+
+	make_key(key, 11);
+	make_key(other, 12);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(scribble(dir, key, BS + 10, 3), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, other, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_block_stored(obj, 0), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK(!hubfs_cache_block_known(obj, 1));
+	CHECK_INT(hubfs_cache_block_stored(obj, 1), 1);
+	CHECK_INT(hubfs_cache_block_stored(obj, 2), -EINVAL);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.corrupt, 0);
+	/* The damage shows at the check, and the row goes with it. */
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 0);
+	CHECK_INT(hubfs_cache_block_stored(obj, 1), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	CHECK(hubfs_cache_block_known(obj, 0));
+	CHECK_INT(hubfs_cache_block_stored(obj, 0), 1);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
 static void test_cache__corrupt_deleted(void)
 {
 	const char *dir = check_path("c");
@@ -1673,6 +1706,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__size_zero),
 	CHECK_TEST(test_cache__corrupt_overwritten),
 	CHECK_TEST(test_cache__corrupt_truncated),
+	CHECK_TEST(test_cache__stored_reads_no_data),
 	CHECK_TEST(test_cache__corrupt_deleted),
 	CHECK_TEST(test_cache__wrong_crc_or_length),
 	CHECK_TEST(test_cache__commit_needs_no_check),
