@@ -140,6 +140,20 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 			     uint32_t crc);
 
+/*
+ * Take the file open as @fd, which holds all @size bytes of @key's
+ * content and lies on the cache's filesystem, as the key's data file
+ * without copying it: it is linked in, and each block recorded with a
+ * CRC of its bytes read back.  The caller must never write to @fd again.
+ * @verified: the caller hashed these very bytes against @key.  -EEXIST
+ * when the key already has a data file, -EXDEV (or another -errno from
+ * link()) when the file cannot be linked there: copy the bytes instead.
+ * On a later failure the blocks recorded so far stay and the rest are
+ * released.
+ */
+int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
+		      uint64_t size, int fd, bool verified);
+
 /* Note a use of block @idx for LRU; cheap, batched. */
 void hubfs_cache_block_touch(struct hubfs_cache_obj *obj, uint64_t idx);
 

@@ -15,7 +15,11 @@
  * objects table keeps each object's size and whether its whole content
  * hash was checked (verified); the usage row keeps the total length and
  * number of blocks, updated by triggers in the same transaction as the
- * block rows (db.c).
+ * block rows (db.c).  A file that already holds a whole content (a
+ * committed stage) can become its key's data file as it is
+ * (hubfs_cache_adopt()): it is linked in under the key, only if the key
+ * has no data file yet, and its blocks are then committed like fetched
+ * ones.
  *
  * Pinning.  An open object holds flock(LOCK_SH) on its data file, through
  * one descriptor shared by all its handles in this process.  An evictor,
@@ -104,6 +108,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -1143,6 +1148,81 @@ int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 	 * was a third of a cold read's cost).  A drop since @gen wins. */
 	if (!err)
 		bit_set_since(ent, idx, gen, crc);
+	return err;
+}
+
+/* Punch out the blocks from @from on that no row accounts for (a sweep
+ * would, later); blocks another process fetched meanwhile stay. */
+static void release_unrecorded(struct hubfs_cache_obj *obj, uint64_t from)
+{
+	for (uint64_t i = from; i < obj->ent->nblocks; i++)
+		if (hubfs_cache_block_stored(obj, i) == 0)
+			(void)fallocate(obj->ent->fd, FALLOC_FL_PUNCH_HOLE |
+					FALLOC_FL_KEEP_SIZE,
+					(off_t)(i * HUBFS_CACHE_BLOCK_SIZE),
+					(off_t)block_len(obj->ent, i));
+}
+
+int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
+		      uint64_t size, int fd, bool verified)
+{
+	char rel[CACHE_REL_MAX], proc[48];
+	struct hubfs_cache_obj *obj;
+	struct stat a, b;
+	uint64_t i;
+	void *buf;
+	int err;
+
+	if (size == 0)
+		return 0;
+	if (!cache_key_ok(key) || size > HUBFS_SIZE_MAX)
+		return -EINVAL;
+	cache_rel_path(rel, key);
+	rel[2] = '\0';
+	if (mkdirat(cache->data_fd, rel, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	rel[2] = '/';
+	/* Through /proc: linkat(AT_EMPTY_PATH) would need a capability. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (fstat(fd, &a) < 0)
+		return -errno;
+	if ((uint64_t)a.st_size != size)
+		return -EINVAL;
+	if (linkat(AT_FDCWD, proc, cache->data_fd, rel, AT_SYMLINK_FOLLOW) < 0)
+		return -errno;
+	err = hubfs_cache_obj_open(&obj, cache, key, size);
+	if (err)
+		return err;	/* no rows: the file is swept */
+	/* An evictor or a sweep may have taken the name in between, and
+	 * the open made a new file. */
+	if (fstat(obj->ent->fd, &b) < 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev) {
+		hubfs_cache_obj_close(obj);
+		return -ESTALE;
+	}
+	buf = hubfs_malloc(HUBFS_CACHE_BLOCK_SIZE);
+	err = buf ? 0 : -ENOMEM;
+	for (i = 0; !err && i < obj->ent->nblocks; i++) {
+		size_t len = (size_t)block_len(obj->ent, i);
+		ssize_t n;
+
+		if (hubfs_cache_block_known(obj, i))
+			continue;
+		n = pread(fd, buf, len, (off_t)(i * HUBFS_CACHE_BLOCK_SIZE));
+		if (n != (ssize_t)len)
+			err = n < 0 ? -errno : -EIO;
+		if (!err)
+			err = hubfs_cache_reserve(cache, len);
+		if (!err)
+			err = hubfs_cache_block_commit(obj, i,
+						       hubfs_crc32c(0, buf, len));
+	}
+	if (err)
+		release_unrecorded(obj, i ? i - 1 : 0);
+	if (!err && verified)
+		err = hubfs_cache_obj_set_verified(obj);
+	hubfs_free(buf);
+	hubfs_cache_obj_close(obj);
 	return err;
 }
 

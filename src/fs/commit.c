@@ -23,9 +23,11 @@
  *     now are given a newer generation, so that they stay pending.
  *  3. Make the commit (src/commit/engine.c).
  *  4. Landed: the rows of the snapshot that did not change since are
- *     removed, the new commit becomes the base, the committed bytes go
- *     into the block cache (read-your-writes without a download), and
- *     the working tree follows the new commit's tree.
+ *     removed, the new commit becomes the base, the working tree follows
+ *     the new commit's tree, and the committed bytes go into the block
+ *     cache (read-your-writes without a download) before the round ends:
+ *     a stage nothing refers to any more becomes the cache's data file
+ *     (linked, not copied), the others are copied.
  *     -ESTALE (the branch moved, maybe by this very attempt when a retry
  *     followed a lost answer: settling again tells): if the commits
  *     upstream touched none of the paths of any pending change, rebase
@@ -141,6 +143,7 @@ struct snap_file {
 	struct hubfs_commit_file f;	/* f.path is path */
 	char *path;
 	struct fs_stage *stage;		/* a busy reference, or NULL */
+	bool detached;			/* landed, and the stage is ours alone */
 	struct fs_content ref;		/* content without a stage */
 	struct fs_work *w;
 	char over[66];			/* the row's over */
@@ -454,14 +457,23 @@ static int marker_cb(void *arg, const struct hubfs_hub_commit_info *c)
 	return strcmp(c->id, ms->stop) == 0 ? 1 : 0;
 }
 
-/* Put the bytes of a landed stage into the block cache under @key. */
+/*
+ * Put the bytes of a landed stage into the block cache under @key.  A
+ * stage nothing else refers to any more (@detached) becomes the key's
+ * data file as it is; otherwise, or when that cannot be done, its bytes
+ * are copied.  Either way the stage is busy, so its bytes hold still.
+ */
 static void cache_import(struct fs_commit_state *cs, struct fs_stage *st,
-			 const char *key, uint64_t size)
+			 const char *key, uint64_t size, bool detached)
 {
 	struct hubfs_cache_obj *obj;
 	char *buf;
 	uint64_t i, n = (size + CBS - 1) / CBS;
 
+	/* Hashed just now, from these very bytes. */
+	if (detached && hubfs_cache_adopt(cs->cache, key, size, st->fd,
+					  true) == 0)
+		return;
 	if (size == 0 || hubfs_cache_obj_open(&obj, cs->cache, key, size) != 0)
 		return;
 	buf = hubfs_malloc(CBS);
@@ -499,23 +511,20 @@ static int landed(struct fs_work *w, const struct hubfs_jattempt *a,
 	err = w->load_tree(w->arg, commit, &tree);
 	if (err)
 		return err;
-	for (i = 0; s && i < s->n; i++) {
-		struct snap_file *sf = &s->v[i];
-
-		if (sf->stage && !sf->f.skipped)
-			cache_import(cs, sf->stage,
-				     sf->f.lfs ? sf->f.sha256 : sf->f.oid,
-				     sf->f.size);
-	}
 	pthread_mutex_lock(&w->lock);
 	err = hubfs_journal_attempt_done(w->journal, a, commit);
 	if (!err) {
 		/* Committed files that did not change since are clean now:
-		 * their bytes are in the cache, so the stages can go. */
-		for (i = 0; s && i < s->n; i++)
-			if (!s->v[i].f.deleted)
-				fs_work_committed(w, s->v[i].path,
-						  s->v[i].stage);
+		 * their stages go, and their bytes to the cache (below). */
+		for (i = 0; s && i < s->n; i++) {
+			struct snap_file *sf = &s->v[i];
+
+			if (sf->f.deleted)
+				continue;
+			fs_work_committed(w, sf->path, sf->stage);
+			sf->detached = sf->stage && sf->stage->orphan &&
+				       sf->stage->refs == 1;
+		}
 		fs_work_sync(w, tree);
 		w->attempting = false;
 		cs->commits++;
@@ -523,6 +532,16 @@ static int landed(struct fs_work *w, const struct hubfs_jattempt *a,
 	}
 	pthread_mutex_unlock(&w->lock);
 	fs_tree_put(tree);
+	/* Before the round's waiters hear of it, so that a read after
+	 * fsync() finds the bytes here.  A read meanwhile fetches them. */
+	for (i = 0; s && i < s->n; i++) {
+		struct snap_file *sf = &s->v[i];
+
+		if (sf->stage && !sf->f.skipped)
+			cache_import(cs, sf->stage,
+				     sf->f.lfs ? sf->f.sha256 : sf->f.oid,
+				     sf->f.size, sf->detached);
+	}
 	return err;
 }
 

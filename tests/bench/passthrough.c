@@ -1,14 +1,17 @@
 /*
- * A minimal read-only libfuse3 passthrough: the FUSE ceiling of a machine.
- * It mirrors a local directory through the high-level API and answers
- * every read with one pread() on the local file, with libfuse's default
- * options (multi-threaded, no splice, no keep_cache).  Whatever hubfs
- * does, a read through FUSE on this machine is not faster than this.
+ * A minimal libfuse3 passthrough: the FUSE ceiling of a machine.  It
+ * mirrors a local directory through the high-level API and answers every
+ * read with one pread() on the local file, with libfuse's default options
+ * (multi-threaded, no splice, no keep_cache).  Whatever hubfs does, a
+ * read through FUSE on this machine is not faster than this.  With
+ * -o writable it also creates files and answers every write with one
+ * pwrite() and fsync with fsync(): the ceiling of a write through FUSE
+ * into a local file.
  *
  * Built by tests/bench/bench.py:
  *   cc -O2 -o passthrough passthrough.c $(pkg-config --cflags --libs fuse3)
  * Usage:
- *   passthrough [FUSE options] MOUNTPOINT -o source=DIR
+ *   passthrough [FUSE options] MOUNTPOINT -o source=DIR[,writable]
  */
 #define FUSE_USE_VERSION 314
 #define _GNU_SOURCE
@@ -25,12 +28,14 @@
 
 static struct options {
 	const char *source;
+	int writable;
 } options;
 
 static int src_fd = -1;
 
 static const struct fuse_opt option_spec[] = {
 	{ "source=%s", offsetof(struct options, source), 1 },
+	{ "writable", offsetof(struct options, writable), 1 },
 	FUSE_OPT_END
 };
 
@@ -95,9 +100,9 @@ static int pt_open(const char *path, struct fuse_file_info *fi)
 {
 	int fd;
 
-	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && !options.writable)
 		return -EROFS;
-	fd = openat(src_fd, rel(path), O_RDONLY);
+	fd = openat(src_fd, rel(path), fi->flags & (O_ACCMODE | O_TRUNC));
 	if (fd < 0)
 		return -errno;
 	fi->fh = (uint64_t)fd;
@@ -111,6 +116,57 @@ static int pt_read(const char *path, char *buf, size_t size, off_t off,
 
 	(void)path;
 	return n < 0 ? -errno : (int)n;
+}
+
+static int pt_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	int fd = openat(src_fd, rel(path),
+			(fi->flags & (O_ACCMODE | O_TRUNC | O_EXCL)) | O_CREAT,
+			mode);
+
+	if (fd < 0)
+		return -errno;
+	fi->fh = (uint64_t)fd;
+	return 0;
+}
+
+static int pt_write(const char *path, const char *buf, size_t size,
+		    off_t off, struct fuse_file_info *fi)
+{
+	ssize_t n = pwrite((int)fi->fh, buf, size, off);
+
+	(void)path;
+	return n < 0 ? -errno : (int)n;
+}
+
+static int pt_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	(void)path;
+	if (!fi)
+		return 0;
+	return (datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh)) < 0
+	       ? -errno : 0;
+}
+
+static int pt_truncate(const char *path, off_t size,
+		       struct fuse_file_info *fi)
+{
+	int fd, err = 0;
+
+	if (fi)
+		return ftruncate((int)fi->fh, size) < 0 ? -errno : 0;
+	fd = openat(src_fd, rel(path), O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, size) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static int pt_unlink(const char *path)
+{
+	return unlinkat(src_fd, rel(path), 0) < 0 ? -errno : 0;
 }
 
 static int pt_release(const char *path, struct fuse_file_info *fi)
@@ -133,6 +189,11 @@ static const struct fuse_operations ops = {
 	.open = pt_open,
 	.read = pt_read,
 	.release = pt_release,
+	.create = pt_create,
+	.write = pt_write,
+	.fsync = pt_fsync,
+	.truncate = pt_truncate,
+	.unlink = pt_unlink,
 	.statfs = pt_statfs,
 };
 
@@ -153,7 +214,8 @@ int main(int argc, char *argv[])
 		perror(options.source);
 		return 1;
 	}
-	fuse_opt_add_arg(&args, "-oro");
+	if (!options.writable)
+		fuse_opt_add_arg(&args, "-oro");
 	ret = fuse_main(args.argc, args.argv, &ops, NULL);
 	fuse_opt_free_args(&args);
 	return ret;

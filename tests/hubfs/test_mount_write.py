@@ -54,17 +54,34 @@ def test_write_and_fsync_make_a_commit(hub, repo, mount_factory, git,
         "size": 12, "sha256": sha256(b'{"step": 1}\n'), "lfs": False}
 
 
+def staged_inodes(cache_dir):
+    """Inode numbers of the staged files under a mount's cache."""
+    top = os.path.join(cache_dir, "staging")
+    return {os.stat(os.path.join(top, d, f)).st_ino
+            for d in os.listdir(top)
+            for f in os.listdir(os.path.join(top, d))
+            if len(f) == 32}
+
+
 def test_read_your_writes_without_a_download(hub, repo, mount_factory):
     m = mount_factory(hub, repo, token=WRITE)
     data = os.urandom(2 * 1024 * 1024 + 5)
     write(m.path("fresh.bin"), data)
+    staged = staged_inodes(m.cache_dir)
+    assert len(staged) == 1
     fsync(m.path("fresh.bin"))
     seq = hub.mark()
     assert read(m.path("fresh.bin")) == data
-    assert os.getxattr(m.path("fresh.bin"), "user.hubfs.sha256")
+    key = os.getxattr(m.path("fresh.bin"), "user.hubfs.sha256").decode()
+    assert key == sha256(data)
     gets = [e for e in hub.log_since(seq) if e["route"] in ("cdn-get",
                                                              "resolve")]
     assert gets == []
+    # The staged file itself became the cache's copy: linked, not copied.
+    cached = os.path.join(m.cache_dir, "data", key[:2], key)
+    assert os.stat(cached).st_ino in staged
+    assert staged_inodes(m.cache_dir) == set()
+    assert read(cached) == data
 
 
 def test_close_commits_after_a_quiet_period(hub, repo, mount_factory, git,

@@ -506,6 +506,81 @@ static void test_cache__stored_reads_no_data(void)
 	hubfs_cache_close(cache);
 }
 
+/* A file holding @size bytes of the pattern @seed, open for reading. */
+static int pattern_file(const char *path, uint64_t size, unsigned seed)
+{
+	unsigned char buf[4096];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	for (uint64_t off = 0; fd >= 0 && off < size; off += sizeof(buf)) {
+		size_t n = size - off < sizeof(buf) ? size - off : sizeof(buf);
+
+		fill(buf, n, seed, off);
+		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n) {
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+/* adopt: the file itself becomes the data file, recorded block by block,
+ * and passes the checks of a process that did not adopt it. */
+static void test_cache__adopt_links_the_file(void)
+{
+	const char *dir = check_path("c");
+	uint64_t size = 2 * BS + 1000;
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	struct stat a, b;
+	char key[65], other[65], path[512];
+	int fd, fd2;
+
+	make_key(key, 21);
+	make_key(other, 22);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	fd = pattern_file(check_path("c/stage-a"), size, 9);
+	CHECK(fd >= 0);
+	CHECK_INT(hubfs_cache_adopt(cache, key, size + 1, fd, true), -EINVAL);
+	CHECK_INT(hubfs_cache_adopt(cache, key, size, fd, true), 0);
+	data_path(path, sizeof(path), dir, key);
+	CHECK_INT(fstat(fd, &a), 0);
+	CHECK_INT(stat(path, &b), 0);
+	CHECK_UINT(a.st_ino, b.st_ino);
+	CHECK_INT(rows_of(dir, key), 3);
+	CHECK_UINT(used_bytes(cache), size);
+	/* The key has its data file: the next one is copied instead. */
+	fd2 = pattern_file(check_path("c/stage-b"), size, 9);
+	CHECK_INT(hubfs_cache_adopt(cache, key, size, fd2, true), -EEXIST);
+	close(fd2);
+	CHECK_INT(unlink(check_path("c/stage-a")), 0);
+	close(fd);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 1);
+	for (uint64_t i = 0; i < 3; i++)
+		CHECK_INT(hubfs_cache_block_present(obj, i), 1);
+	CHECK_INT(check_range(obj, 0, size, 9), 0);
+	hubfs_cache_obj_close(obj);
+	/* More than the cache may hold: the blocks that fit are kept (the
+	 * older object evicted for them), the rest punched out. */
+	fd = pattern_file(check_path("c/stage-c"), 9 * BS, 4);
+	CHECK(fd >= 0);
+	CHECK(hubfs_cache_adopt(cache, other, 9 * BS, fd, false) < 0);
+	CHECK_INT(rows_of(dir, other), 8);
+	CHECK_UINT(used_bytes(cache), 8 * BS);
+	CHECK_INT(fstat(fd, &a), 0);
+	CHECK((uint64_t)a.st_blocks * 512 <= 8 * BS);
+	close(fd);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, other, 9 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_verified(obj), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 7), 1);
+	CHECK_INT(hubfs_cache_block_present(obj, 8), 0);
+	CHECK_INT(check_range(obj, 7 * BS, BS, 4), 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
 static void test_cache__corrupt_deleted(void)
 {
 	const char *dir = check_path("c");
@@ -1707,6 +1782,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__corrupt_overwritten),
 	CHECK_TEST(test_cache__corrupt_truncated),
 	CHECK_TEST(test_cache__stored_reads_no_data),
+	CHECK_TEST(test_cache__adopt_links_the_file),
 	CHECK_TEST(test_cache__corrupt_deleted),
 	CHECK_TEST(test_cache__wrong_crc_or_length),
 	CHECK_TEST(test_cache__commit_needs_no_check),
