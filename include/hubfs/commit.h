@@ -30,7 +30,10 @@ struct hubfs_commit_file {
 	/* The content is an LFS object the repository already holds (a
 	 * renamed or copied LFS file): committed by its sha256, not read. */
 	bool known_lfs;
-	char sha256[65];	/* known_lfs: given; otherwise computed */
+	/* The sha256 was computed as the content was written: it is given,
+	 * and the content is read only to be sent. */
+	bool hashed;
+	char sha256[65];	/* known_lfs, hashed: given; else computed */
 	char oid[41];		/* computed: the git blob id (inline files only;
 				 * "" for LFS ones) */
 	bool lfs;		/* set: committed as an LFS file */

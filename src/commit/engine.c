@@ -111,6 +111,17 @@ static int hash_file(struct hubfs_commit_file *f, char sha256[65],
 	return err;
 }
 
+/* The first bytes of @f, which preupload sends as its sample. */
+static int read_sample(struct hubfs_commit_file *f, uint8_t *sample)
+{
+	size_t len = f->size < SAMPLE_LEN ? (size_t)f->size : SAMPLE_LEN;
+	int err = len ? f->read(f->arg, 0, sample, len) : 0;
+
+	if (err && !hubfs_err_get())
+		hubfs_err_set("cannot read %s to commit it", f->path);
+	return err;
+}
+
 /* The text of the .gitattributes the commit adds, if it adds one. */
 static int new_gitattributes(const struct hubfs_commit_req *req, char **out)
 {
@@ -174,7 +185,10 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 		if (f->deleted || f->known_lfs)
 			continue;
 		f->oid[0] = '\0';
-		err = hash_file(f, f->sha256, NULL, samples[nup]);
+		if (f->hashed)
+			err = read_sample(f, samples[nup]);
+		else
+			err = hash_file(f, f->sha256, NULL, samples[nup]);
 		if (err)
 			goto out_free;
 		up[nup].path = f->path;

@@ -803,6 +803,9 @@ static int attempt(struct fs_work *w, bool *rebased)
 		pthread_mutex_lock(&w->lock);
 		sf->f.size = sf->stage->size;
 		pthread_mutex_unlock(&w->lock);
+		if (!err)
+			sf->f.hashed = fs_stage_sha256(w, sf->stage,
+						       sf->f.sha256) == 1;
 	}
 	if (err)
 		goto out_forget;

@@ -21,14 +21,18 @@
  *   child.  Anything that changes a directory materializes it first.
  * - A stage's filled bits and base_len are journaled with it, so that a
  *   restart knows which blocks are local and which still come from base.
+ * - A stage's running sha256, when it has one, is of exactly its bytes
+ *   [0, sha_len): every write or cut below sha_len drops it, and only a
+ *   write starting at sha_len extends it.  It is not journaled: after a
+ *   restart the commit hashes the file by reading it.
  *
  * States of a file: clean (base only) -> dirty (row, maybe stage) ->
  * clean again when a commit with its content lands (the stage is kept
  * while handles are open, then dropped).  Unlinked wnodes live on, out
  * of the tree, until their last reference goes.
  *
- * Locks.  w->lock guards the tree, every wnode and stage field, and the
- * journal handle.  It is never held across an HTTP request or a wait for
+ * Locks.  w->lock guards the tree, every wnode and stage field but the
+ * running hash (stage->io), and the journal handle.  It is never held across an HTTP request or a wait for
  * one: filling a block from base fetches first, unlocked, then writes
  * under the stage's io lock.  stage->io is taken before w->lock, never
  * the other way round.
@@ -83,6 +87,7 @@ void fs_stage_put(struct fs_work *w, struct fs_stage *st)
 	close(st->fd);
 	content_set(&st->base, NULL, NULL);
 	hubfs_free(st->filled);
+	EVP_MD_CTX_free(st->sha);
 	pthread_mutex_destroy(&st->io);
 	hubfs_free(st);
 }
@@ -343,6 +348,67 @@ static bool block_local(const struct fs_stage *st, uint64_t idx)
 	return st->filled[idx / 8] & (1u << (idx % 8));
 }
 
+/* Start the running sha256 of @st over (it is empty now); without
+ * memory it is simply not kept.  st->io held, or @st not shared yet. */
+static void sha_restart(struct fs_stage *st)
+{
+	if (!st->sha)
+		st->sha = EVP_MD_CTX_new();
+	if (st->sha && !EVP_DigestInit_ex(st->sha, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(st->sha);
+		st->sha = NULL;
+	}
+	st->sha_len = 0;
+}
+
+/* Bytes [@off, @off + @len) of @st are about to change: the running
+ * sha256 goes on only if they follow its end.  st->io held. */
+static void sha_before_write(struct fs_stage *st, uint64_t off)
+{
+	if (st->sha && off < st->sha_len) {
+		EVP_MD_CTX_free(st->sha);
+		st->sha = NULL;
+	}
+}
+
+static void sha_after_write(struct fs_stage *st, const void *buf,
+			    size_t len, uint64_t off)
+{
+	if (!st->sha || off != st->sha_len)
+		return;
+	if (EVP_DigestUpdate(st->sha, buf, len)) {
+		st->sha_len += len;
+	} else {
+		EVP_MD_CTX_free(st->sha);
+		st->sha = NULL;
+	}
+}
+
+int fs_stage_sha256(struct fs_work *w, struct fs_stage *st, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	EVP_MD_CTX *c;
+	bool whole;
+	int ok = 0;
+
+	pthread_mutex_lock(&st->io);
+	pthread_mutex_lock(&w->lock);
+	whole = st->sha && st->base_len == 0 && st->sha_len == st->size;
+	pthread_mutex_unlock(&w->lock);
+	/* On a copy: writes after this commit go on with the original. */
+	c = whole ? EVP_MD_CTX_new() : NULL;
+	if (c && EVP_MD_CTX_copy_ex(c, st->sha) &&
+	    EVP_DigestFinal_ex(c, md, &mdlen) && mdlen == 32) {
+		for (i = 0; i < mdlen; i++)
+			sprintf(out + 2 * i, "%02x", md[i]);
+		ok = 1;
+	}
+	EVP_MD_CTX_free(c);
+	pthread_mutex_unlock(&st->io);
+	return ok;
+}
+
 static int stage_new(struct fs_work *w, struct fs_content *base,
 		     uint64_t base_len, struct fs_stage **out)
 {
@@ -374,6 +440,8 @@ static int stage_new(struct fs_work *w, struct fs_content *base,
 	}
 	st->size = base_len;
 	st->base_len = base_len;
+	if (base_len == 0)
+		sha_restart(st);
 	st->refs = 1;
 	st->orphan = true;
 	pthread_mutex_init(&st->io, NULL);
@@ -1221,7 +1289,10 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 	if (err > 0)
 		err = 0;
 	if (!err) {
+		sha_before_write(st, off);
 		err = pwrite_all(st->fd, buf, size, off);
+		if (!err)
+			sha_after_write(st, buf, size, off);
 		if (err) {
 			hubfs_err_set("cannot write a staged file: %s",
 				      strerror(-err));
@@ -1263,6 +1334,8 @@ int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
 	err = size % WBS ? stage_fill(w, st, size / WBS) : 0;
 	if (err > 0)
 		err = 0;
+	if (!err)
+		sha_before_write(st, size);
 	if (!err && ftruncate(st->fd, (off_t)size) != 0) {
 		err = -errno;
 		hubfs_err_set("cannot truncate a staged file: %s",
@@ -1274,6 +1347,10 @@ int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
 			st->base_len = size;
 			st->jdirty = true;
 		}
+		/* Cut to nothing (open with O_TRUNC): written anew from
+		 * the start, most likely. */
+		if (size == 0)
+			sha_restart(st);
 		st->size = size;
 		n->mtime = time(NULL);
 		w->changes++;

@@ -7,6 +7,8 @@
 
 #include <pthread.h>
 
+#include <openssl/evp.h>
+
 #include "fs_int.h"
 #include "hubfs/journal.h"
 
@@ -39,6 +41,12 @@ struct fs_stage {
 	/* Serialises the writers of one file (fill, write, truncate), so a
 	 * block being filled from its base never overwrites new bytes. */
 	pthread_mutex_t io;
+	/* The sha256 of bytes [0, sha_len), kept while a file with no base
+	 * bytes is written front to back, so that a commit need not read
+	 * it all again to hash it; NULL once a write or a cut went below
+	 * sha_len.  io. */
+	EVP_MD_CTX *sha;
+	uint64_t sha_len;		/* io */
 };
 
 struct fs_commit_state;
@@ -78,6 +86,10 @@ void fs_stage_put(struct fs_work *w, struct fs_stage *st);
  * file holds the whole content.  Called without the work lock.
  */
 int fs_stage_fill_all(struct fs_work *w, struct fs_stage *st);
+
+/* The sha256 of @st's whole content, as hex, if it was computed as the
+ * bytes were written: 1 (and @out set), or 0. */
+int fs_stage_sha256(struct fs_work *w, struct fs_stage *st, char out[65]);
 
 /*
  * Make the working tree match @tree (a new base) everywhere it has no

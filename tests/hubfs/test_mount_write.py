@@ -84,6 +84,65 @@ def test_read_your_writes_without_a_download(hub, repo, mount_factory):
     assert read(cached) == data
 
 
+def test_hashes_kept_while_writing_match_the_bytes(hub, repo, mount_factory):
+    """A file written front to back is hashed as it is written; every way
+    of leaving that order must still commit the right sha256 (the local
+    Hub refuses an upload whose bytes do not match it)."""
+    m = mount_factory(hub, repo, token=WRITE)
+    mib = 1024 * 1024
+    want = {}
+
+    def pwrites(name, parts, cuts=()):
+        fd = os.open(m.path(name), os.O_RDWR | os.O_CREAT)
+        try:
+            for off, data in parts:
+                os.pwrite(fd, data, off)
+            for size in cuts:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+
+    def expect(name):
+        want[name] = read(m.path(name))
+
+    a = os.urandom(3 * mib + 17)
+    pwrites("seq.bin", [(o, a[o:o + 65536]) for o in range(0, len(a), 65536)])
+    expect("seq.bin")
+    b = os.urandom(2 * mib)
+    pwrites("over.bin", [(0, b[:mib]), (mib, b[mib:]), (100, b"X" * 5000)])
+    expect("over.bin")
+    c = os.urandom(2 * mib)
+    pwrites("cut.bin", [(0, c)], cuts=[mib + 3])
+    pwrites("cut.bin", [(mib + 3, c[:4096])])
+    expect("cut.bin")
+    pwrites("cutgrow.bin", [(0, c)], cuts=[mib, 2 * mib])
+    expect("cutgrow.bin")
+    d = os.urandom(2 * mib)
+    pwrites("gap.bin", [(mib, d[mib:]), (0, d[:mib])])
+    expect("gap.bin")
+    e = os.urandom(mib)
+    pwrites("grow.bin", [(0, e)], cuts=[2 * mib])
+    expect("grow.bin")
+    # Cut to nothing (as open(O_TRUNC) does) and written anew.
+    with open(m.path(SHARD1), "wb") as f:
+        f.write(os.urandom(mib + 1))
+    expect(SHARD1)
+    assert want["over.bin"][100:5100] == b"X" * 5000
+    assert want["cut.bin"] == c[:mib + 3] + c[:4096]
+    assert want["grow.bin"] == e + bytes(mib)
+    assert want["cutgrow.bin"] == c[:mib] + bytes(mib)
+    fsync(m.path("seq.bin"))
+    # A second commit of a file that goes on growing.
+    with open(m.path("seq.bin"), "ab") as f:
+        f.write(b"tail" * 1000)
+    expect("seq.bin")
+    fsync(m.path("seq.bin"))
+    t = tree(hub, repo)
+    for name, data in want.items():
+        assert t[name]["size"] == len(data), name
+        assert t[name]["lfs"]["oid"] == sha256(data), name
+
+
 def test_close_commits_after_a_quiet_period(hub, repo, mount_factory, git,
                                            tmp_path):
     m = mount_factory(hub, repo, token=WRITE)
