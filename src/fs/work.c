@@ -32,10 +32,10 @@
  * of the tree, until their last reference goes.
  *
  * Locks.  w->lock guards the tree, every wnode and stage field but the
- * running hash (stage->io), and the journal handle.  It is never held across an HTTP request or a wait for
- * one: filling a block from base fetches first, unlocked, then writes
- * under the stage's io lock.  stage->io is taken before w->lock, never
- * the other way round.
+ * running hash (stage->io), and the journal handle.  It is never held
+ * across an HTTP request or a wait for one: filling a block from base
+ * fetches first, unlocked, then writes under the stage's io lock.
+ * stage->io is taken before w->lock, never the other way round.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -361,8 +361,9 @@ static void sha_restart(struct fs_stage *st)
 	st->sha_len = 0;
 }
 
-/* Bytes [@off, @off + @len) of @st are about to change: the running
- * sha256 goes on only if they follow its end.  st->io held. */
+/* Bytes of @st from @off on are about to change (a write or a cut): the
+ * running sha256 survives only if they all lie past its end.  st->io
+ * held. */
 static void sha_before_write(struct fs_stage *st, uint64_t off)
 {
 	if (st->sha && off < st->sha_len) {
