@@ -494,19 +494,29 @@ static struct cache_ent *ent_new(const char *key, uint64_t size)
 	return ent;
 }
 
-/* Open and pin the data file of @ent, creating it if needed. */
-static int ent_open_file(struct hubfs_cache *cache, struct cache_ent *ent)
+/* @key's data file name under data/ into @rel, its directory made. */
+static int data_rel_path(struct hubfs_cache *cache, char rel[CACHE_REL_MAX],
+			 const char *key)
 {
-	char rel[CACHE_REL_MAX];
-	int err = -ESTALE;
-
-	cache_rel_path(rel, ent->key);
+	cache_rel_path(rel, key);
 	rel[2] = '\0';
 	if (mkdirat(cache->data_fd, rel, 0700) < 0 && errno != EEXIST) {
 		hubfs_err_set("cache: mkdir data/%s: %s", rel, strerror(errno));
 		return -errno;
 	}
 	rel[2] = '/';
+	return 0;
+}
+
+/* Open and pin the data file of @ent, creating it if needed. */
+static int ent_open_file(struct hubfs_cache *cache, struct cache_ent *ent)
+{
+	char rel[CACHE_REL_MAX];
+	int err = data_rel_path(cache, rel, ent->key);
+
+	if (err)
+		return err;
+	err = -ESTALE;
 	for (int i = 0; i < OPEN_TRIES && err == -ESTALE; i++)
 		err = cache_file_lock(&ent->fd, cache, rel, O_RDWR | O_CREAT,
 				      LOCK_SH);
@@ -1177,11 +1187,9 @@ int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
 		return 0;
 	if (!cache_key_ok(key) || size > HUBFS_SIZE_MAX)
 		return -EINVAL;
-	cache_rel_path(rel, key);
-	rel[2] = '\0';
-	if (mkdirat(cache->data_fd, rel, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	rel[2] = '/';
+	err = data_rel_path(cache, rel, key);
+	if (err)
+		return err;
 	/* Through /proc: linkat(AT_EMPTY_PATH) would need a capability. */
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 	if (fstat(fd, &a) < 0)

@@ -103,20 +103,16 @@ out_free:
 static int hash_file(struct hubfs_commit_file *f, char sha256[65],
 		     char oid[41], uint8_t *sample)
 {
-	int err = hubfs_commit_hash(f->read, f->arg, f->size, sha256, oid,
-				    sample);
-
-	if (err && !hubfs_err_get())
-		hubfs_err_set("cannot read %s to commit it", f->path);
-	return err;
-}
-
-/* The first bytes of @f, which preupload sends as its sample. */
-static int read_sample(struct hubfs_commit_file *f, uint8_t *sample)
-{
 	size_t len = f->size < SAMPLE_LEN ? (size_t)f->size : SAMPLE_LEN;
-	int err = len ? f->read(f->arg, 0, sample, len) : 0;
+	int err;
 
+	/* A sha256 computed as the file was written: only the sample
+	 * (its first bytes, for preupload) is read. */
+	if (sha256 && f->hashed && !oid)
+		err = len ? f->read(f->arg, 0, sample, len) : 0;
+	else
+		err = hubfs_commit_hash(f->read, f->arg, f->size, sha256, oid,
+					sample);
 	if (err && !hubfs_err_get())
 		hubfs_err_set("cannot read %s to commit it", f->path);
 	return err;
@@ -185,10 +181,7 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 		if (f->deleted || f->known_lfs)
 			continue;
 		f->oid[0] = '\0';
-		if (f->hashed)
-			err = read_sample(f, samples[nup]);
-		else
-			err = hash_file(f, f->sha256, NULL, samples[nup]);
+		err = hash_file(f, f->sha256, NULL, samples[nup]);
 		if (err)
 			goto out_free;
 		up[nup].path = f->path;

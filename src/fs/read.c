@@ -1064,24 +1064,23 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
 
 	for (idx = b0; idx <= b1 && !err; idx++) {
 		struct fs_run *run, *mine = NULL;
-		bool coming;
 
 		if (hubfs_cache_block_known(obj->cobj, idx))
 			continue;
 		/* A worker checking or fetching it: wait rather than read
 		 * and check it here as well. */
 		pthread_mutex_lock(&obj->lock);
-		coming = run_covering(obj, idx) != NULL;
-		pthread_mutex_unlock(&obj->lock);
-		if (!coming) {
+		run = run_covering(obj, idx);
+		if (!run) {
+			pthread_mutex_unlock(&obj->lock);
 			p = hubfs_cache_block_present(obj->cobj, idx);
 			if (p < 0)
 				return p;
 			if (p == 1)
 				continue;
+			pthread_mutex_lock(&obj->lock);
+			run = run_covering(obj, idx);
 		}
-		pthread_mutex_lock(&obj->lock);
-		run = run_covering(obj, idx);
 		if (!run) {
 			uint64_t end = idx + 1;
 
