@@ -13,11 +13,13 @@
  *
  * Invariants:
  * - A block's row exists only once all its bytes are in the data file;
- *   the row holds the block's length and CRC-32C.
- * - A block is served only after its bytes matched that CRC, checked the
- *   first time it is used through an open object.  A block that is
- *   missing, short or does not match is deleted and reported absent, so
- *   the caller fetches it again.
+ *   the row holds the block's length, its CRC-32C and the CRC-32C of each
+ *   of its pages (HUBFS_CACHE_PAGE_SIZE bytes).
+ * - Bytes are served only after they matched those CRCs, checked the
+ *   first time they are used through an open object: a whole block, or
+ *   only the pages a read needs.  A block that is missing, short or does
+ *   not match is deleted and reported absent, so the caller fetches it
+ *   again.
  * - The sum of the lengths of all blocks never exceeds max_bytes.  Room
  *   is made by evicting the least recently used blocks of objects that no
  *   process has open: an open object holds a shared flock(2) on its data
@@ -49,6 +51,24 @@
  * on it (see CACHE_SCHEMA_VERSION).
  */
 #define HUBFS_CACHE_BLOCK_SIZE (1u << 18)
+
+/*
+ * 16 KiB: the unit a stored block is checked in.  After a restart, the
+ * first 4 KiB read of a block reads back and checks one page, not the
+ * whole block; each page costs 4 bytes in the block's index row.
+ */
+#define HUBFS_CACHE_PAGE_SIZE (1u << 14)
+#define HUBFS_CACHE_PAGES (HUBFS_CACHE_BLOCK_SIZE / HUBFS_CACHE_PAGE_SIZE)
+
+/*
+ * The CRC-32Cs of one block's pages, summed as its bytes pass in order:
+ * start from all zeros, hubfs_cache_sum_add() every byte, then hand it to
+ * hubfs_cache_block_commit().
+ */
+struct hubfs_cache_sum {
+	uint32_t page[HUBFS_CACHE_PAGES];
+	uint64_t len;	/* bytes added, counted past a block too */
+};
 
 struct hubfs_cache;
 struct hubfs_cache_obj;
@@ -90,6 +110,20 @@ uint64_t hubfs_cache_obj_nblocks(const struct hubfs_cache_obj *obj);
 int hubfs_cache_block_present(struct hubfs_cache_obj *obj, uint64_t idx);
 
 /*
+ * Whether bytes [@off, @off + @len) of the object, which lie in one
+ * block, are present and intact: hubfs_cache_block_present() for only
+ * the pages that hold them.  The first call checks those pages (a block
+ * cached by an older hubfs, without page CRCs, is checked whole); later
+ * calls answer from memory.  -EINVAL for a span outside one block.
+ */
+int hubfs_cache_span_present(struct hubfs_cache_obj *obj, uint64_t off,
+			     uint64_t len);
+
+/* Whether that span is known present, without any I/O. */
+bool hubfs_cache_span_known(const struct hubfs_cache_obj *obj, uint64_t off,
+			    uint64_t len);
+
+/*
  * Whether block @idx is already known present (checked or committed
  * since the object was opened), without any I/O: false may still mean
  * present.
@@ -99,9 +133,10 @@ bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
 
 /*
  * Whether block @idx's bytes are in the data file, checked or not: 1 if
- * it is known present or has a row, 0 if not, or -errno.  Reads no
- * block data; hubfs_cache_block_present() must still confirm the block
- * before it is served.
+ * it is known present (wholly or in part) or has a row, 0 if not, or
+ * -errno.  Reads no block data; hubfs_cache_block_present() must still
+ * confirm the block before it is served.  Bytes of a block that is not
+ * stored may be released (punched out).
  */
 int hubfs_cache_block_stored(struct hubfs_cache_obj *obj, uint64_t idx);
 
@@ -130,15 +165,19 @@ int hubfs_cache_reserve(struct hubfs_cache *cache, uint64_t bytes);
 int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 			   size_t len, uint64_t off);
 
+/* Add @len bytes of a block, in order, to @sum. */
+void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,
+			 size_t len);
+
 /*
- * Record that block @idx is fully written with CRC-32C @crc (of its
- * length, which the object's size determines).  @crc must be computed
- * over the bytes this process wrote, not read back: this process then
- * serves the block without checking it again.  After this the block is
- * present for every process.
+ * Record that block @idx is fully written, with @sum of its bytes (its
+ * length, which the object's size determines, or -EINVAL).  @sum must be
+ * computed over the bytes this process wrote, not read back: this
+ * process then serves the block without checking it again.  After this
+ * the block is present for every process.
  */
 int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
-			     uint32_t crc);
+			     const struct hubfs_cache_sum *sum);
 
 /*
  * Take the file open as @fd, which holds all @size bytes of @key's
@@ -201,6 +240,9 @@ int hubfs_cache_sweep(struct hubfs_cache *cache, uint64_t *files,
 
 /* CRC-32C (Castagnoli) of @len bytes, continuing from @crc (0 to start). */
 uint32_t hubfs_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* The CRC-32C of a || b from @crc_a and @crc_b, where b is @len_b bytes. */
+uint32_t hubfs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 /* --- Metadata index ------------------------------------------------- */
 

@@ -10,8 +10,11 @@
  *
  * On disk.  One sparse data file per object, data/AB/KEY, with block i at
  * offset i * HUBFS_CACHE_BLOCK_SIZE, written with pwrite().  A block's
- * row in the blocks table (key, idx, len, crc, atime) is inserted only
- * after its bytes were written, by hubfs_cache_block_commit().  The
+ * row in the blocks table (key, idx, len, crc, atime, pages) is inserted
+ * only after its bytes were written, by hubfs_cache_block_commit().
+ * pages holds the CRC-32C of each HUBFS_CACHE_PAGE_SIZE page, and crc is
+ * their combination, the block's own CRC-32C; rows of an older hubfs
+ * have no pages.  The
  * objects table keeps each object's size and whether its whole content
  * hash was checked (verified); the usage row keeps the total length and
  * number of blocks, updated by triggers in the same transaction as the
@@ -52,12 +55,18 @@
  * The bitmap.  A bit is set by hubfs_cache_block_present() once the
  * block's bytes matched its row's length and CRC, or by
  * hubfs_cache_block_commit() (whose caller computed the CRC over the bytes
- * it wrote), and read without a lock afterwards.  hubfs_cache_obj_drop()
- * deletes the rows and then clears the bits and bumps ent.gen, under
- * ent.lock; a check that started before the bump sets its bit only if
+ * it wrote), and read without a lock afterwards.  A read that needs only
+ * part of a block checks only its pages (hubfs_cache_span_present()):
+ * ent.pages keeps, per block, the pages checked, and the block's bit is
+ * set once they all are.  After a restart a 4 KiB read then reads back
+ * and checks 16 KiB, not 256 KiB.  hubfs_cache_obj_drop() deletes the
+ * rows and then clears the bits and the pages and bumps ent.gen, under
+ * ent.lock; a check that started before the bump sets its bits only if
  * gen did not move, so no check that read the old bytes can leave a bit
  * set after a drop.  Eviction never touches an open object, so nothing
- * else can make a set bit stale.
+ * else can make a set bit stale.  A row's pages are trusted only if
+ * they combine into its crc; otherwise (or without pages) the block is
+ * checked whole.
  *
  * Memos.  When an object's last handle here closes, the blocks it had
  * checked (and their CRCs) are kept in a memo, up to CACHE_MEMO_MAX of
@@ -461,6 +470,7 @@ static void ent_free(struct cache_ent *ent)
 	hubfs_mutex_destroy(&ent->lock);
 	hubfs_free(ent->bits);
 	hubfs_free(ent->crcs);
+	hubfs_free(ent->pages);
 	memo_free(ent->memo);
 	hubfs_free(ent);
 }
@@ -486,7 +496,8 @@ static struct cache_ent *ent_new(const char *key, uint64_t size)
 		 * fresh zero pages, and only touched words are backed. */
 		ent->bits = hubfs_calloc(words, sizeof(*ent->bits));
 		ent->crcs = hubfs_calloc(ent->nblocks, sizeof(*ent->crcs));
-		if (!ent->bits || !ent->crcs) {
+		ent->pages = hubfs_calloc(ent->nblocks, sizeof(*ent->pages));
+		if (!ent->bits || !ent->crcs || !ent->pages) {
 			ent_free(ent);
 			return NULL;
 		}
@@ -901,28 +912,67 @@ static uint64_t ent_gen(struct cache_ent *ent)
 	return gen;
 }
 
-/* Set the bit of @idx, whose row has CRC @crc, unless a drop() happened
- * since @gen was read. */
-static bool bit_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
-			  uint32_t crc)
-{
-	bool same;
+_Static_assert(HUBFS_CACHE_PAGES <= 16,
+	       "ent.pages holds one block's pages in 16 bits");
 
-	hubfs_mutex_lock(&ent->lock);
-	same = ent->gen == gen;
-	if (same) {
-		ent->crcs[idx] = crc;
-		atomic_fetch_or_explicit(&ent->bits[idx / 64],
-					 1ull << (idx % 64),
-					 memory_order_release);
-	}
-	hubfs_mutex_unlock(&ent->lock);
-	return same;
+/* The pages of a block of @len bytes. */
+static unsigned int page_count(uint64_t len)
+{
+	return (unsigned int)((len + HUBFS_CACHE_PAGE_SIZE - 1) /
+			      HUBFS_CACHE_PAGE_SIZE);
 }
 
-/* The row of block @idx: 1 (and *@len, *@crc), 0 if none, or -errno. */
+/* The mask of pages [@lo, @hi]. */
+static uint16_t page_mask(unsigned int lo, unsigned int hi)
+{
+	return (uint16_t)(((2u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+/* A block's CRC from its pages' (@n of them, the last @len % page long). */
+static uint32_t pages_crc(const uint32_t *page, unsigned int n, uint64_t len)
+{
+	uint32_t crc = page[0];
+
+	for (unsigned int i = 1; i < n; i++) {
+		uint64_t plen = len - (uint64_t)i * HUBFS_CACHE_PAGE_SIZE;
+
+		if (plen > HUBFS_CACHE_PAGE_SIZE)
+			plen = HUBFS_CACHE_PAGE_SIZE;
+		crc = hubfs_crc32c_combine(crc, page[i], plen);
+	}
+	return crc;
+}
+
+/* A block's index row. */
+struct block_row {
+	uint64_t len;
+	uint32_t crc;
+	bool paged;	/* page[] holds its pages' CRCs */
+	uint32_t page[HUBFS_CACHE_PAGES];
+};
+
+/* Take the page CRCs of a row from @blob (little-endian, 4 bytes each).
+ * A row written without them, or whose pages do not add up to its CRC
+ * (a damaged index), is checked as a whole block. */
+static void row_pages(struct block_row *row, const unsigned char *blob,
+		      int size)
+{
+	unsigned int n = page_count(row->len);
+
+	row->paged = false;
+	if (!blob || n == 0 || n > HUBFS_CACHE_PAGES || size != (int)(4 * n))
+		return;
+	for (unsigned int i = 0; i < n; i++)
+		row->page[i] = (uint32_t)blob[4 * i] |
+			       (uint32_t)blob[4 * i + 1] << 8 |
+			       (uint32_t)blob[4 * i + 2] << 16 |
+			       (uint32_t)blob[4 * i + 3] << 24;
+	row->paged = pages_crc(row->page, n, row->len) == row->crc;
+}
+
+/* The row of block @idx: 1 (and *@row), 0 if none, or -errno. */
 static int block_row(struct hubfs_cache *cache, const struct cache_ent *ent,
-		     uint64_t idx, uint64_t *len, uint32_t *crc)
+		     uint64_t idx, struct block_row *row)
 {
 	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
 	sqlite3_stmt *st;
@@ -935,8 +985,10 @@ static int block_row(struct hubfs_cache *cache, const struct cache_ent *ent,
 		ret = cache_step(c, st);
 	}
 	if (ret == 1) {
-		*len = (uint64_t)sqlite3_column_int64(st, 0);
-		*crc = (uint32_t)sqlite3_column_int64(st, 1);
+		row->len = (uint64_t)sqlite3_column_int64(st, 0);
+		row->crc = (uint32_t)sqlite3_column_int64(st, 1);
+		row_pages(row, sqlite3_column_blob(st, 2),
+			  sqlite3_column_bytes(st, 2));
 		sqlite3_reset(st);
 	}
 	cache_conn_unlock(cache, c);
@@ -945,50 +997,75 @@ static int block_row(struct hubfs_cache *cache, const struct cache_ent *ent,
 
 /* Whether an earlier open here checked block @idx with this very row. */
 static bool memo_knows(const struct cache_ent *ent, uint64_t idx,
-		       uint64_t len, uint32_t crc)
+		       const struct block_row *row)
 {
 	const struct cache_memo *memo = ent->memo;
 
 	return memo && (memo->bits[idx / 64] >> (idx % 64) & 1) &&
-	       memo->crcs[idx] == crc && len == block_len(ent, idx);
+	       memo->crcs[idx] == row->crc && row->len == block_len(ent, idx);
 }
 
-/* Whether block @idx's bytes match @len and @crc: 1, 0, or -errno for a
- * failed read (the block may be fine; the disk is not). */
-static int block_check(const struct cache_ent *ent, uint64_t idx, uint64_t len,
-		       uint32_t crc)
+/*
+ * Whether the bytes of block @idx match @row: the whole block against
+ * its CRC, or, for a row with page CRCs, pages [@lo, @hi] against
+ * theirs.  1, 0, or -errno for a failed read (the block may be fine; the
+ * disk is not).
+ */
+static int block_check(const struct cache_ent *ent, uint64_t idx,
+		       const struct block_row *row, unsigned int lo,
+		       unsigned int hi)
 {
-	uint64_t off = idx * HUBFS_CACHE_BLOCK_SIZE, done = 0;
+	uint64_t base = idx * HUBFS_CACHE_BLOCK_SIZE, off, to;
 	uint32_t sum = 0;
+	size_t cap;
 	char *buf;
 	int ret = 1;
 
-	if (len != block_len(ent, idx))
+	if (row->len != block_len(ent, idx))
 		return 0;
-	buf = hubfs_malloc(CHECK_CHUNK);
+	off = row->paged ? (uint64_t)lo * HUBFS_CACHE_PAGE_SIZE : 0;
+	to = row->paged ? (uint64_t)(hi + 1) * HUBFS_CACHE_PAGE_SIZE : row->len;
+	if (to > row->len)
+		to = row->len;
+	/* A multiple of the page size unless it is all there is. */
+	cap = to - off < CHECK_CHUNK ? (size_t)(to - off) : CHECK_CHUNK;
+	buf = hubfs_malloc(cap);
 	if (!buf)
 		return -ENOMEM;
-	while (done < len && ret == 1) {
-		size_t want = len - done < CHECK_CHUNK ? len - done :
-							 CHECK_CHUNK;
-		ssize_t n = read_full(ent->fd, buf, want, off + done);
+	while (off < to && ret == 1) {
+		size_t want = to - off < cap ? (size_t)(to - off) : cap;
+		ssize_t n = read_full(ent->fd, buf, want, base + off);
 
-		if (n < 0)
+		if (n < 0) {
 			ret = (int)n;
-		else if ((size_t)n < want)
+		} else if ((size_t)n < want) {
 			ret = 0; /* the file is short */
-		else
+		} else if (!row->paged) {
 			sum = hubfs_crc32c(sum, buf, want);
-		done += want;
+		} else {
+			for (size_t p = 0; p < want && ret == 1;
+			     p += HUBFS_CACHE_PAGE_SIZE) {
+				size_t plen = want - p < HUBFS_CACHE_PAGE_SIZE
+						      ? want - p
+						      : HUBFS_CACHE_PAGE_SIZE;
+
+				ret = hubfs_crc32c(0, buf + p, plen) ==
+				      row->page[(off + p) /
+						HUBFS_CACHE_PAGE_SIZE];
+			}
+		}
+		off += want;
 	}
 	hubfs_free(buf);
-	return ret == 1 ? sum == crc : ret;
+	if (ret == 1 && !row->paged)
+		ret = sum == row->crc;
+	return ret;
 }
 
 /* Forget a damaged block: delete its row if it is still the row that
  * was checked, and clear the object's verified flag. */
 static void block_forget(struct hubfs_cache *cache, const struct cache_ent *ent,
-			 uint64_t idx, uint64_t len, uint32_t crc)
+			 uint64_t idx, const struct block_row *row)
 {
 	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
 	sqlite3_stmt *st;
@@ -1001,8 +1078,8 @@ static void block_forget(struct hubfs_cache *cache, const struct cache_ent *ent,
 				      NULL);
 	if (!err) {
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)idx);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
-		sqlite3_bind_int64(st, 4, crc);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)row->len);
+		sqlite3_bind_int64(st, 4, row->crc);
 		err = cache_exec(c, st);
 	}
 	if (!err)
@@ -1014,35 +1091,136 @@ static void block_forget(struct hubfs_cache *cache, const struct cache_ent *ent,
 	atomic_fetch_add(&cache->corrupt, 1);
 }
 
-int hubfs_cache_block_present(struct hubfs_cache_obj *obj, uint64_t idx)
+/* Whether pages @want of block @idx are known present. */
+static bool pages_known(const struct cache_ent *ent, uint64_t idx,
+			uint16_t want)
+{
+	return bit_test(ent, idx) ||
+	       (atomic_load_explicit(&ent->pages[idx], memory_order_acquire) &
+		want) == want;
+}
+
+/* Record pages [@lo, @hi] of block @idx, whose row has CRC @crc, as
+ * checked, unless a drop() happened since @gen was read; a block whose
+ * pages are all checked gets its bit. */
+static bool pages_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
+			    unsigned int lo, unsigned int hi, uint32_t crc)
+{
+	uint16_t all = page_mask(0, page_count(block_len(ent, idx)) - 1);
+	bool same;
+
+	hubfs_mutex_lock(&ent->lock);
+	same = ent->gen == gen;
+	if (same && (atomic_fetch_or_explicit(&ent->pages[idx],
+					      page_mask(lo, hi),
+					      memory_order_release) |
+		     page_mask(lo, hi)) == all) {
+		ent->crcs[idx] = crc;
+		atomic_fetch_or_explicit(&ent->bits[idx / 64],
+					 1ull << (idx % 64),
+					 memory_order_release);
+	}
+	hubfs_mutex_unlock(&ent->lock);
+	return same;
+}
+
+/* Set the bit of @idx, whose row has CRC @crc, unless a drop() happened
+ * since @gen was read. */
+static bool bit_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
+			  uint32_t crc)
+{
+	return pages_set_since(ent, idx, gen, 0,
+			       page_count(block_len(ent, idx)) - 1, crc);
+}
+
+/* Whether pages [@lo, @hi] of block @idx are present and intact. */
+static int pages_present(struct hubfs_cache_obj *obj, uint64_t idx,
+			 unsigned int lo, unsigned int hi)
 {
 	struct hubfs_cache *cache = obj->cache;
 	struct cache_ent *ent = obj->ent;
-	uint64_t len = 0, gen;
-	uint32_t crc = 0;
+	struct block_row row;
+	uint64_t gen;
 	int ret;
 
-	if (idx >= ent->nblocks)
-		return bad_index(ent, idx);
-	if (bit_test(ent, idx)) {
+	if (pages_known(ent, idx, page_mask(lo, hi))) {
 		atomic_fetch_add(&cache->hits, 1);
 		return 1;
 	}
 	gen = ent_gen(ent);
-	ret = block_row(cache, ent, idx, &len, &crc);
-	if (ret == 1 && memo_knows(ent, idx, len, crc)) {
-		if (!bit_set_since(ent, idx, gen, crc))
+	ret = block_row(cache, ent, idx, &row);
+	if (ret == 1 && memo_knows(ent, idx, &row)) {
+		if (!bit_set_since(ent, idx, gen, row.crc))
 			ret = 0; /* dropped meanwhile */
 	} else if (ret == 1) {
-		ret = block_check(ent, idx, len, crc);
+		if (!row.paged) {	/* checked whole */
+			lo = 0;
+			hi = page_count(block_len(ent, idx)) - 1;
+		}
+		ret = block_check(ent, idx, &row, lo, hi);
 		if (ret == 0)
-			block_forget(cache, ent, idx, len, crc);
-		else if (ret == 1 && !bit_set_since(ent, idx, gen, crc))
+			block_forget(cache, ent, idx, &row);
+		else if (ret == 1 &&
+			 !pages_set_since(ent, idx, gen, lo, hi, row.crc))
 			ret = 0; /* dropped while checking */
 	}
 	if (ret >= 0)
 		atomic_fetch_add(ret ? &cache->hits : &cache->misses, 1);
 	return ret;
+}
+
+int hubfs_cache_block_present(struct hubfs_cache_obj *obj, uint64_t idx)
+{
+	struct cache_ent *ent = obj->ent;
+
+	if (idx >= ent->nblocks)
+		return bad_index(ent, idx);
+	return pages_present(obj, idx, 0,
+			     page_count(block_len(ent, idx)) - 1);
+}
+
+/* Block and pages [*@lo, *@hi] of span [@off, @off + @len), or false if
+ * it is empty or not inside one block. */
+static bool span_pages(const struct cache_ent *ent, uint64_t off, uint64_t len,
+		       uint64_t *idx, unsigned int *lo, unsigned int *hi)
+{
+	uint64_t in;
+
+	if (len == 0 || off >= ent->size || len > ent->size - off)
+		return false;
+	*idx = off / HUBFS_CACHE_BLOCK_SIZE;
+	in = off % HUBFS_CACHE_BLOCK_SIZE;
+	if (len > HUBFS_CACHE_BLOCK_SIZE - in)
+		return false;
+	*lo = (unsigned int)(in / HUBFS_CACHE_PAGE_SIZE);
+	*hi = (unsigned int)((in + len - 1) / HUBFS_CACHE_PAGE_SIZE);
+	return true;
+}
+
+int hubfs_cache_span_present(struct hubfs_cache_obj *obj, uint64_t off,
+			     uint64_t len)
+{
+	unsigned int lo, hi;
+	uint64_t idx;
+
+	if (!span_pages(obj->ent, off, len, &idx, &lo, &hi)) {
+		hubfs_err_set("cache: %s: span of %llu bytes at %llu is not "
+			      "inside one block",
+			      obj->ent->key, (unsigned long long)len,
+			      (unsigned long long)off);
+		return -EINVAL;
+	}
+	return pages_present(obj, idx, lo, hi);
+}
+
+bool hubfs_cache_span_known(const struct hubfs_cache_obj *obj, uint64_t off,
+			    uint64_t len)
+{
+	unsigned int lo, hi;
+	uint64_t idx;
+
+	return span_pages(obj->ent, off, len, &idx, &lo, &hi) &&
+	       pages_known(obj->ent, idx, page_mask(lo, hi));
 }
 
 bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
@@ -1051,17 +1229,20 @@ bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
 	return idx < obj->ent->nblocks && bit_test(obj->ent, idx);
 }
 
+
 int hubfs_cache_block_stored(struct hubfs_cache_obj *obj, uint64_t idx)
 {
 	struct cache_ent *ent = obj->ent;
-	uint64_t len;
-	uint32_t crc;
+	struct block_row row;
 
 	if (idx >= ent->nblocks)
 		return bad_index(ent, idx);
-	if (bit_test(ent, idx))
+	/* Pages checked before a damaged one was found are still served:
+	 * their bytes must stay. */
+	if (bit_test(ent, idx) ||
+	    atomic_load_explicit(&ent->pages[idx], memory_order_acquire))
 		return 1;
-	return block_row(obj->cache, ent, idx, &len, &crc);
+	return block_row(obj->cache, ent, idx, &row);
 }
 
 ssize_t hubfs_cache_obj_pread(struct hubfs_cache_obj *obj, void *buf,
@@ -1116,19 +1297,55 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 	return 0;
 }
 
+void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,
+			 size_t len)
+{
+	const unsigned char *p = data;
+
+	while (len > 0 && sum->len < HUBFS_CACHE_BLOCK_SIZE) {
+		size_t in = (size_t)(sum->len % HUBFS_CACHE_PAGE_SIZE);
+		size_t n = len < HUBFS_CACHE_PAGE_SIZE - in
+				   ? len : HUBFS_CACHE_PAGE_SIZE - in;
+		uint32_t *page = &sum->page[sum->len / HUBFS_CACHE_PAGE_SIZE];
+
+		*page = hubfs_crc32c(*page, p, n);
+		sum->len += n;
+		p += n;
+		len -= n;
+	}
+	sum->len += len;	/* past the block: the commit refuses it */
+}
+
 int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
-			     uint32_t crc)
+			     const struct hubfs_cache_sum *sum)
 {
 	struct cache_evict ev = CACHE_EVICT_INIT;
 	struct hubfs_cache *cache = obj->cache;
 	struct cache_ent *ent = obj->ent;
-	uint64_t used, blocks, gen;
+	unsigned char blob[4 * HUBFS_CACHE_PAGES];
+	uint64_t used, blocks, gen, len;
+	unsigned int n;
 	struct cache_conn *c;
 	sqlite3_stmt *st;
+	uint32_t crc;
 	int err;
 
 	if (idx >= ent->nblocks)
 		return bad_index(ent, idx);
+	len = block_len(ent, idx);
+	if (sum->len != len) {
+		hubfs_err_set("cache: %s: block %llu of %llu bytes committed "
+			      "with %llu",
+			      ent->key, (unsigned long long)idx,
+			      (unsigned long long)len,
+			      (unsigned long long)sum->len);
+		return -EINVAL;
+	}
+	n = page_count(len);
+	crc = pages_crc(sum->page, n, len);
+	for (unsigned int i = 0; i < n; i++)
+		for (unsigned int b = 0; b < 4; b++)
+			blob[4 * i + b] = (unsigned char)(sum->page[i] >> 8 * b);
 	gen = ent_gen(ent);
 	c = &cache->conn[CONN_BLOCKS];
 	hubfs_mutex_lock(&c->lock);
@@ -1137,9 +1354,10 @@ int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 		err = cache_stmt_text(&st, c, STMT_BLOCK_PUT, ent->key, NULL);
 	if (!err) {
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)idx);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)block_len(ent, idx));
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
 		sqlite3_bind_int64(st, 4, crc);
 		sqlite3_bind_int64(st, 5, cache_now_ms());
+		sqlite3_bind_blob(st, 6, blob, (int)(4 * n), SQLITE_STATIC);
 		err = cache_exec(c, st);
 	}
 	/* The limit holds after every transaction, whoever reserved: a
@@ -1153,7 +1371,7 @@ int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 	err = cache_end(c, err);
 	cache_conn_unlock(cache, c);
 	cache_evict_finish(cache, &ev, err == 0);
-	/* The caller computed @crc over the very bytes it wrote: the block
+	/* The caller computed @sum over the very bytes it wrote: the block
 	 * needs no check on first use (re-reading a block to CRC it again
 	 * was a third of a cold read's cost).  A drop since @gen wins. */
 	if (!err)
@@ -1221,9 +1439,12 @@ int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
 			err = n < 0 ? -errno : -EIO;
 		if (!err)
 			err = hubfs_cache_reserve(cache, len);
-		if (!err)
-			err = hubfs_cache_block_commit(obj, i,
-						       hubfs_crc32c(0, buf, len));
+		if (!err) {
+			struct hubfs_cache_sum sum = { .len = 0 };
+
+			hubfs_cache_sum_add(&sum, buf, len);
+			err = hubfs_cache_block_commit(obj, i, &sum);
+		}
 	}
 	if (err)
 		release_unrecorded(obj, i ? i - 1 : 0);
@@ -1369,6 +1590,8 @@ int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj)
 	ent->gen++;
 	for (uint64_t w = 0; w < (ent->nblocks + 63) / 64; w++)
 		atomic_store_explicit(&ent->bits[w], 0, memory_order_relaxed);
+	for (uint64_t i = 0; i < ent->nblocks; i++)
+		atomic_store_explicit(&ent->pages[i], 0, memory_order_relaxed);
 	hubfs_mutex_unlock(&ent->lock);
 	return 0;
 }

@@ -30,10 +30,12 @@
 /* "AB/KEY": a data file's name relative to cache_dir/data. */
 #define CACHE_REL_MAX (3 + CACHE_KEY_MAX + 1)
 /*
- * Schema version kept in PRAGMA user_version.  2: blocks of 256 KiB (1
- * had 1 MiB blocks; opening such a cache drops its blocks, see db.c).
+ * Schema version kept in PRAGMA user_version.  3: page CRCs in block rows
+ * (2 had none; opening such a cache adds the column).  2: blocks of 256
+ * KiB (1 had 1 MiB blocks; opening such a cache drops its blocks, see
+ * db.c).
  */
-#define CACHE_SCHEMA_VERSION 2
+#define CACHE_SCHEMA_VERSION 3
 
 /* Every SQL statement the module runs, prepared once per connection. */
 enum cache_stmt {
@@ -131,6 +133,9 @@ struct cache_ent {
 	 * only under lock. */
 	_Atomic uint64_t *bits;
 	uint32_t *crcs HUBFS_GUARDED_BY(lock); /* the CRC of each bit set */
+	/* Per block, the pages checked (bit i: page i), for blocks whose
+	 * own bit is not set; same rules as bits. */
+	_Atomic uint16_t *pages;
 	/* What an earlier open in this process knew (see "Memos" in
 	 * cache.c), and the index's epoch once this open pinned the file:
 	 * set before the ent is READY, read-only after. */

@@ -25,6 +25,11 @@
  * with a target attribute, so the rest of hubfs needs no -msse4.2 and
  * the binary still runs on CPUs without it.
  *
+ * Joining CRCs of arbitrary lengths (hubfs_crc32c_combine(), which makes
+ * a block's CRC from its pages') multiplies by x^(8 * len) modulo the
+ * polynomial, with x^(2^k) for every k from a table built once (the
+ * method of zlib's crc32_combine()).
+ *
  * Conventions: the running value is kept inverted inside a call, and
  * every entry point takes and returns the finished (uninverted) CRC, so
  * hubfs_crc32c(hubfs_crc32c(0, a), b) == hubfs_crc32c(0, a || b).
@@ -53,6 +58,38 @@ static bool crc_hw;
 static uint32_t zeros_long[4][256];
 static uint32_t zeros_short[4][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+/* x^(2^k) modulo the polynomial, bit-reflected like the CRC, for every k
+ * a 64-bit byte count shifted by 3 reaches. */
+#define X2N_COUNT (64 + 3)
+static uint32_t x2n_table[X2N_COUNT];
+
+/* @a times @b modulo the polynomial (both reflected); @a != 0. */
+static uint32_t mult_mod(uint32_t a, uint32_t b)
+{
+	uint32_t m = 1u << 31, p = 0;
+
+	for (;;) {
+		if (a & m) {
+			p ^= b;
+			if ((a & (m - 1)) == 0)
+				break;
+		}
+		m >>= 1;
+		b = b & 1 ? (b >> 1) ^ CRC32C_POLY : b >> 1;
+	}
+	return p;
+}
+
+/* x^(n * 2^k) modulo the polynomial, k <= 3. */
+static uint32_t x2n_mod(uint64_t n, unsigned int k)
+{
+	uint32_t p = 1u << 31;	/* x^0 */
+
+	for (; n; n >>= 1, k++)
+		if (n & 1)
+			p = mult_mod(x2n_table[k], p);
+	return p;
+}
 
 #if HAVE_CRC_INSN
 /* @mat times @vec over GF(2): the XOR of the columns @vec selects. */
@@ -132,6 +169,9 @@ static void crc_init(void)
 					  crc_table[0][prev & 0xff];
 		}
 	}
+	x2n_table[0] = 1u << 30;	/* x^1 */
+	for (int k = 1; k < X2N_COUNT; k++)
+		x2n_table[k] = mult_mod(x2n_table[k - 1], x2n_table[k - 1]);
 #if HAVE_CRC_INSN
 	crc_hw = __builtin_cpu_supports("sse4.2");
 	zeros_tables(zeros_long, SPAN_LONG);
@@ -234,4 +274,11 @@ uint32_t cache_crc32c_hw(uint32_t crc, const void *data, size_t len)
 uint32_t hubfs_crc32c(uint32_t crc, const void *data, size_t len)
 {
 	return cache_crc32c_hw(crc, data, len);
+}
+
+uint32_t hubfs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	pthread_once(&crc_once, crc_init);
+	/* Shifting by 2^3 bits per byte: x2n_mod(len_b, 3). */
+	return mult_mod(x2n_mod(len_b, 3), crc_a) ^ crc_b;
 }

@@ -40,7 +40,11 @@
  * raises the version (trees and refs stay), and the caller sweeps the
  * data files the rows described.  A process of the old version still
  * running on the directory can only add rows whose length or CRC will
- * not match, and such a block is deleted when first used.
+ * not match, and such a block is deleted when first used.  Version 2
+ * had no page CRCs: opening it adds the column, and its rows, whose
+ * pages are NULL, are checked as whole blocks.  A version-2 process
+ * still running may write such rows too, or (re-fetching a block) keep
+ * a row's pages, which describe the same content.
  *
  * The usage row (bytes, blocks) is kept by triggers on blocks, so it
  * changes in the same transaction as every insert, delete or length
@@ -64,7 +68,7 @@
 static const char schema_sql[] =
 	"CREATE TABLE blocks ("
 	" key TEXT NOT NULL, idx INTEGER NOT NULL, len INTEGER NOT NULL,"
-	" crc INTEGER NOT NULL, atime INTEGER NOT NULL,"
+	" crc INTEGER NOT NULL, atime INTEGER NOT NULL, pages BLOB,"
 	" PRIMARY KEY (key, idx)) WITHOUT ROWID;"
 	"CREATE INDEX blocks_lru ON blocks (atime, key, idx, len);"
 	"CREATE TABLE objects ("
@@ -103,12 +107,12 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_USAGE_GET] = "SELECT bytes, blocks FROM usage WHERE id = 0",
 	[STMT_DATA_VERSION] = "PRAGMA data_version",
 	[STMT_BLOCK_GET] =
-		"SELECT len, crc FROM blocks WHERE key = ?1 AND idx = ?2",
+		"SELECT len, crc, pages FROM blocks WHERE key = ?1 AND idx = ?2",
 	[STMT_BLOCK_PUT] =
-		"INSERT INTO blocks (key, idx, len, crc, atime)"
-		" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key, idx) DO UPDATE"
-		" SET len = excluded.len, crc = excluded.crc,"
-		" atime = excluded.atime",
+		"INSERT INTO blocks (key, idx, len, crc, atime, pages)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key, idx)"
+		" DO UPDATE SET len = excluded.len, crc = excluded.crc,"
+		" atime = excluded.atime, pages = excluded.pages",
 	[STMT_BLOCK_DEL] = "DELETE FROM blocks WHERE key = ?1 AND idx = ?2",
 	[STMT_BLOCK_DEL_IF] =
 		"DELETE FROM blocks WHERE key = ?1 AND idx = ?2 AND len = ?3"
@@ -429,15 +433,22 @@ static int schema_init(struct cache_conn *c, bool *dropped)
 					  NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			err = cache_db_err(c, rc, "create schema");
-	} else if (version == 1) {
-		rc = sqlite3_exec(c->db,
-				  "DELETE FROM blocks; DELETE FROM objects;"
-				  "PRAGMA user_version = " STR(
-					  CACHE_SCHEMA_VERSION),
-				  NULL, NULL, NULL);
+	} else if (version == 1 || version == 2) {
+		rc = SQLITE_OK;
+		if (version == 1)
+			rc = sqlite3_exec(c->db,
+					  "DELETE FROM blocks;"
+					  "DELETE FROM objects;",
+					  NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(c->db,
+					  "ALTER TABLE blocks ADD COLUMN pages BLOB;"
+					  "PRAGMA user_version = " STR(
+						  CACHE_SCHEMA_VERSION),
+					  NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			err = cache_db_err(c, rc, "upgrade schema");
-		else
+		else if (version == 1)
 			*dropped = true;
 	} else if (version != CACHE_SCHEMA_VERSION) {
 		hubfs_err_set("cache index: schema version %lld, this hubfs "

@@ -479,14 +479,16 @@ static void cache_import(struct fs_commit_state *cs, struct fs_stage *st,
 	buf = hubfs_malloc(CBS);
 	for (i = 0; buf && i < n; i++) {
 		size_t len = i + 1 < n ? CBS : (size_t)(size - i * CBS);
+		struct hubfs_cache_sum sum = { .len = 0 };
 
 		if (hubfs_cache_block_present(obj, i) == 1)
 			continue;
 		if (hubfs_cache_reserve(cs->cache, len) != 0 ||
 		    pread(st->fd, buf, len, (off_t)(i * CBS)) != (ssize_t)len ||
-		    hubfs_cache_obj_pwrite(obj, buf, len, i * CBS) != 0 ||
-		    hubfs_cache_block_commit(obj, i,
-					     hubfs_crc32c(0, buf, len)) != 0)
+		    hubfs_cache_obj_pwrite(obj, buf, len, i * CBS) != 0)
+			break;
+		hubfs_cache_sum_add(&sum, buf, len);
+		if (hubfs_cache_block_commit(obj, i, &sum) != 0)
 			break;
 	}
 	/* Hashed just now, from these very bytes. */

@@ -369,14 +369,15 @@ struct sink_state {
 	struct early_read *er;	/* or NULL */
 	uint64_t block;		/* block being filled */
 	uint64_t fill;		/* bytes of it written */
-	uint32_t crc;
+	struct hubfs_cache_sum sum;	/* of those bytes */
 	/*
 	 * A run that covers a whole object not yet verified hashes it as it
 	 * arrives and commits its blocks only once the hash matched: a small
 	 * file is then never served wrong, not even once.
 	 */
 	EVP_MD_CTX *md;
-	uint32_t *crcs;		/* with md: each block's CRC, by index in run */
+	struct hubfs_cache_sum *sums;	/* with md: each block's, by index
+					 * in run */
 	/*
 	 * libcurl hands over at most 16 KiB at a time; writing each piece
 	 * to the cache file cost a syscall and a turn of the file's lock
@@ -448,10 +449,11 @@ static int sink_write(struct sink_state *st, const unsigned char *p,
 }
 
 /* Commit block @idx of @st's run and let its waiters go. */
-static int commit_block(struct sink_state *st, uint64_t idx, uint32_t crc)
+static int commit_block(struct sink_state *st, uint64_t idx,
+			const struct hubfs_cache_sum *sum)
 {
 	struct fs_object *obj = st->obj;
-	int err = hubfs_cache_block_commit(obj->cobj, idx, crc);
+	int err = hubfs_cache_block_commit(obj->cobj, idx, sum);
 
 	if (err)
 		return err;
@@ -482,7 +484,7 @@ static int sink_to_cache(void *arg, uint64_t off, const void *data,
 			return err;
 		if (st->er && st->er->got < st->er->len)
 			early_feed(st->er, p, n, off);
-		st->crc = hubfs_crc32c(st->crc, p, n);
+		hubfs_cache_sum_add(&st->sum, p, n);
 		if (st->md && !EVP_DigestUpdate(st->md, p, n))
 			return -EIO;
 		st->fill += n;
@@ -495,15 +497,15 @@ static int sink_to_cache(void *arg, uint64_t off, const void *data,
 		if (err)
 			return err;
 		if (st->md) {
-			st->crcs[st->block - st->run->start] = st->crc;
+			st->sums[st->block - st->run->start] = st->sum;
 		} else {
-			err = commit_block(st, st->block, st->crc);
+			err = commit_block(st, st->block, &st->sum);
 			if (err)
 				return err;
 		}
 		st->block++;
 		st->fill = 0;
-		st->crc = 0;
+		memset(&st->sum, 0, sizeof(st->sum));
 	}
 	return 0;
 }
@@ -522,7 +524,7 @@ static int commit_verified(struct sink_state *st)
 		return -EIO;
 	}
 	for (i = st->run->start; i < st->run->end; i++) {
-		err = commit_block(st, i, st->crcs[i - st->run->start]);
+		err = commit_block(st, i, &st->sums[i - st->run->start]);
 		if (err)
 			return err;
 	}
@@ -534,8 +536,8 @@ static int commit_verified(struct sink_state *st)
 /*
  * The cache refused blocks this run wrote (it is full of blocks in use):
  * their bytes count against no limit but take disk space, so give it
- * back, sparing any block that is present (another process may have
- * committed the same block meanwhile).
+ * back, sparing any block that is stored (another process may have
+ * committed the same block meanwhile, or pages of it are being read).
  */
 static void punch_uncommitted(struct fs_object *obj, struct fs_run *run,
 			      const struct sink_state *st)
@@ -546,7 +548,7 @@ static void punch_uncommitted(struct fs_object *obj, struct fs_run *run,
 	first = run->next;
 	pthread_mutex_unlock(&obj->lock);
 	for (idx = first; idx * BS < st->block * BS + st->fill; idx++) {
-		if (hubfs_cache_block_present(obj->cobj, idx) != 0)
+		if (hubfs_cache_block_stored(obj->cobj, idx) != 0)
 			continue;
 		fallocate(hubfs_cache_obj_fd(obj->cobj),
 			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -573,8 +575,8 @@ static int fetch_blocks(struct fs_object *obj, struct fs_run *run,
 
 	if (fetch_whole(obj) && from == 0 && to == obj->nblocks) {
 		st.md = content_hash_new(obj);
-		st.crcs = hubfs_calloc(to - from, sizeof(*st.crcs));
-		if (!st.md || !st.crcs)
+		st.sums = hubfs_calloc(to - from, sizeof(*st.sums));
+		if (!st.md || !st.sums)
 			err = -ENOMEM;
 	} else if (er) {
 		er->buf = hubfs_malloc(er->len);
@@ -595,7 +597,7 @@ static int fetch_blocks(struct fs_object *obj, struct fs_run *run,
 	if (err == -ENOSPC)
 		punch_uncommitted(obj, run, &st);
 	EVP_MD_CTX_free(st.md);
-	hubfs_free(st.crcs);
+	hubfs_free(st.sums);
 	hubfs_free(st.buf);
 	return err;
 }
@@ -1053,19 +1055,37 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 	}
 }
 
-/* Make blocks [@b0, @b1] present, fetching the missing ones.  @er: a
- * read to answer from the transfer if one run of ours covers it all. */
+/* The part of block @idx a read of [@off, @end) needs: all of it unless
+ * the read ends inside it.  Checking only that part of a stored block
+ * spares a small read the check of the whole block. */
+static void block_span(const struct fs_object *obj, uint64_t idx,
+		       uint64_t off, uint64_t end, uint64_t *s, uint64_t *n)
+{
+	uint64_t b = idx * BS, e = b + block_len(obj, idx);
+
+	if (off >= e || end <= b) {	/* fetch_whole's other blocks */
+		off = b;
+		end = e;
+	}
+	*s = off > b ? off : b;
+	*n = (end < e ? end : e) - *s;
+}
+
+/* Make bytes [@from, @to) present, fetching the missing blocks of
+ * [@b0, @b1], which hold them.  @er: a read to answer from the transfer
+ * if one run of ours covers it all. */
 static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
-			 struct early_read *er)
+			 uint64_t from, uint64_t to, struct early_read *er)
 {
 	struct fs_reader *r = obj->reader;
-	uint64_t idx;
+	uint64_t idx, s, n;
 	int err = 0, p;
 
 	for (idx = b0; idx <= b1 && !err; idx++) {
 		struct fs_run *run, *mine = NULL;
 
-		if (hubfs_cache_block_known(obj->cobj, idx))
+		block_span(obj, idx, from, to, &s, &n);
+		if (hubfs_cache_span_known(obj->cobj, s, n))
 			continue;
 		/* A worker checking or fetching it: wait rather than read
 		 * and check it here as well. */
@@ -1073,7 +1093,7 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
 		run = run_covering(obj, idx);
 		if (!run) {
 			pthread_mutex_unlock(&obj->lock);
-			p = hubfs_cache_block_present(obj->cobj, idx);
+			p = hubfs_cache_span_present(obj->cobj, s, n);
 			if (p < 0)
 				return p;
 			if (p == 1)
@@ -1086,7 +1106,7 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
 
 			/* Committed since we looked?  (A run's blocks leave
 			 * run_covering() once committed.) */
-			p = hubfs_cache_block_present(obj->cobj, idx);
+			p = hubfs_cache_span_present(obj->cobj, s, n);
 			if (p != 0) {
 				pthread_mutex_unlock(&obj->lock);
 				if (p < 0)
@@ -1142,7 +1162,7 @@ static int verify_whole(struct fs_object *obj)
 	uint64_t idx;
 	int err;
 
-	err = ensure_blocks(obj, 0, obj->nblocks - 1, NULL);
+	err = ensure_blocks(obj, 0, obj->nblocks - 1, 0, obj->size, NULL);
 	if (err)
 		return err;
 	pthread_mutex_lock(&obj->hash_lock);
@@ -1216,7 +1236,8 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	}
 	er.off = off;
 	er.len = (size_t)avail;
-	err = ensure_blocks(obj, b0, b1, early ? &er : NULL);
+	err = ensure_blocks(obj, b0, b1, off, off + avail,
+			    early ? &er : NULL);
 	hubfs_free(er.buf);
 	if (er.len && er.got == er.len) {
 		/* What failed after the answer (storing the blocks) costs

@@ -95,7 +95,9 @@ def test_two_mounts_share_one_cache(chub, mount_factory, tmp_path):
     assert cdn_bytes(chub, seq) == 0
 
 
-def test_damaged_cache_blocks_are_fetched_again(chub, mount_factory, tmp_path):
+def cached_big_file(chub, mount_factory, tmp_path):
+    """Read tester/big's shard through a mount into a new cache; return
+    the cache directory, the bytes and the shard's data file."""
     cache = str(tmp_path / "cache")
     want = real_bytes(chub, "tester/big", SMALL)
     m = mount_factory(chub, "tester/big", cache_dir=cache)
@@ -103,6 +105,11 @@ def test_damaged_cache_blocks_are_fetched_again(chub, mount_factory, tmp_path):
     m.stop()
     key = hashlib.sha256(want).hexdigest()
     (data,) = glob.glob(os.path.join(cache, "data", "*", key))
+    return cache, want, data
+
+
+def test_damaged_cache_blocks_are_fetched_again(chub, mount_factory, tmp_path):
+    cache, want, data = cached_big_file(chub, mount_factory, tmp_path)
     with open(data, "r+b") as f:
         f.seek(5 << 20)
         f.write(b"\xff" * 100)          # a damaged block
@@ -113,6 +120,30 @@ def test_damaged_cache_blocks_are_fetched_again(chub, mount_factory, tmp_path):
     assert read_all(m2.path(SMALL)) == want
     # The damaged block and the missing tail, nothing else.
     assert cdn_bytes(chub, seq) == BLOCK + len(want) - (11 << 20)
+
+
+def test_a_small_read_checks_only_its_pages(chub, mount_factory, tmp_path):
+    """After a remount a 4 KiB read checks the 16 KiB page that holds it,
+    not its whole block: damage elsewhere in the block costs it nothing,
+    and the damaged page is still never served."""
+    cache, want, data = cached_big_file(chub, mount_factory, tmp_path)
+    bad = (5 << 20) + 100 * 1024        # page 6 of block 20
+    with open(data, "r+b") as f:
+        f.seek(bad)
+        f.write(b"\xff" * 100)
+    m2 = mount_factory(chub, "tester/big", cache_dir=cache)
+    fd = os.open(m2.path(SMALL), os.O_RDONLY)
+    try:
+        # No kernel readahead: the daemon sees only the bytes asked for.
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        seq = chub.mark()
+        good = (5 << 20) + 8192
+        assert os.pread(fd, 4096, good) == want[good:good + 4096]
+        assert cdn_bytes(chub, seq) == 0
+        assert os.pread(fd, 100, bad) == want[bad:bad + 100]
+        assert cdn_bytes(chub, seq) == BLOCK
+    finally:
+        os.close(fd)
 
 
 def corrupt_on_server(h, data):

@@ -69,6 +69,16 @@ static uint64_t blen(uint64_t size, uint64_t idx)
 	return size - idx * BS < BS ? size - idx * BS : BS;
 }
 
+/* Commit block @idx of @obj with the sums of @len bytes at @buf. */
+static int commit_bytes(struct hubfs_cache_obj *obj, uint64_t idx,
+			const void *buf, size_t len)
+{
+	struct hubfs_cache_sum sum = { .len = 0 };
+
+	hubfs_cache_sum_add(&sum, buf, len);
+	return hubfs_cache_block_commit(obj, idx, &sum);
+}
+
 /* Write and commit block @idx of @obj (size @size) with seed @seed. */
 static int put_block(struct hubfs_cache_obj *obj, uint64_t size, uint64_t idx,
 		     unsigned seed)
@@ -82,8 +92,7 @@ static int put_block(struct hubfs_cache_obj *obj, uint64_t size, uint64_t idx,
 	fill(buf, len, seed, idx * BS);
 	err = hubfs_cache_obj_pwrite(obj, buf, len, idx * BS);
 	if (!err)
-		err = hubfs_cache_block_commit(obj, idx,
-					       hubfs_crc32c(0, buf, len));
+		err = commit_bytes(obj, idx, buf, len);
 	free(buf);
 	return err;
 }
@@ -265,7 +274,9 @@ static void test_cache__old_block_layout_is_dropped(void)
 	hubfs_cache_close(cache);
 	CHECK(file_exists(dir, key));
 
-	CHECK_INT(db_exec(dir, "PRAGMA user_version = 1"), 0);
+	CHECK_INT(db_exec(dir, "ALTER TABLE blocks DROP COLUMN pages;"
+			       "PRAGMA user_version = 1"),
+		  0);
 	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
 	hubfs_cache_get_stats(cache, &st);
 	CHECK_UINT(st.used_bytes, 0);
@@ -368,7 +379,9 @@ static void test_cache__size_zero(void)
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 0), 0);
 	CHECK_UINT(hubfs_cache_obj_nblocks(obj), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 0), -EINVAL);
-	CHECK_INT(hubfs_cache_block_commit(obj, 0, 0), -EINVAL);
+	CHECK_INT(commit_bytes(obj, 0, "", 0), -EINVAL);
+	CHECK_INT(hubfs_cache_span_present(obj, 0, 1), -EINVAL);
+	CHECK(!hubfs_cache_span_known(obj, 0, 1));
 	CHECK_INT(hubfs_cache_obj_pread(obj, &byte, 1, 0), 0);
 	CHECK_INT(hubfs_cache_obj_pwrite(obj, "", 0, 0), 0);
 	CHECK_INT(hubfs_cache_obj_pwrite(obj, "x", 1, 0), -EINVAL);
@@ -506,6 +519,168 @@ static void test_cache__stored_reads_no_data(void)
 	hubfs_cache_close(cache);
 }
 
+#define PG HUBFS_CACHE_PAGE_SIZE
+
+/* A read checks only the pages it needs: damage elsewhere in the block
+ * does not fail it, damage in them does, pages checked one span at a
+ * time add up to the block, and pages checked before the damage was
+ * found stay in use (their bytes are not released under a reader). */
+static void test_cache__span_checks_its_pages(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char key[65];
+
+	make_key(key, 15);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(scribble(dir, key, BS + 5 * PG + 10, 3), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK(!hubfs_cache_span_known(obj, BS, 1));
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 100, 4096), 1);
+	CHECK(hubfs_cache_span_known(obj, BS, PG));
+	CHECK(!hubfs_cache_span_known(obj, BS, PG + 1));
+	CHECK(!hubfs_cache_block_known(obj, 1));
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 6 * PG, BS - 6 * PG), 1);
+	CHECK_INT(hubfs_cache_span_present(obj, BS + PG, 4 * PG), 1);
+	CHECK(!hubfs_cache_block_known(obj, 1));
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.corrupt, 0);
+	CHECK_INT(check_range(obj, BS, 5 * PG, 5), 0);
+	/* Block 0, page by page, becomes known whole. */
+	for (unsigned i = 0; i < HUBFS_CACHE_PAGES; i++)
+		CHECK_INT(hubfs_cache_span_present(obj, i * PG + 7, 1), 1);
+	CHECK(hubfs_cache_block_known(obj, 0));
+	/* The damaged page. */
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 5 * PG + 4000, 1), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.corrupt, 1);
+	CHECK_INT(rows_of(dir, key), 1);
+	CHECK(hubfs_cache_span_known(obj, BS, 5 * PG));
+	CHECK_INT(hubfs_cache_block_stored(obj, 1), 1);
+	CHECK_INT(check_range(obj, BS, 5 * PG, 5), 0);
+	/* Fetched again, the whole block is served. */
+	CHECK_INT(put_block(obj, 2 * BS, 1, 5), 0);
+	CHECK(hubfs_cache_block_known(obj, 1));
+	CHECK_INT(check_range(obj, 0, 2 * BS, 5), 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+/* Rows of a schema-2 cache have no page CRCs and rows whose pages do not
+ * add up to their CRC are not trusted: both are checked whole. */
+static void test_cache__rows_without_pages_are_checked_whole(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	char key[65], other[65], sql[200];
+
+	make_key(key, 16);
+	make_key(other, 17);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(put_object(cache, other, BS, 17), 0);
+	hubfs_cache_close(cache);
+	CHECK_INT(db_exec(dir, "ALTER TABLE blocks DROP COLUMN pages;"
+			       "PRAGMA user_version = 2"),
+		  0);
+	/* The upgrade keeps the blocks. */
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	CHECK_INT(db_value(dir, "PRAGMA user_version"), CACHE_SCHEMA_VERSION);
+	CHECK_UINT(used_bytes(cache), 3 * BS);
+	CHECK_INT(db_value(dir, "SELECT count(*) FROM blocks"
+				" WHERE pages IS NULL"),
+		  3);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE blocks SET pages = zeroblob(%u) WHERE key = '%s'",
+		 4 * HUBFS_CACHE_PAGES, other);
+	CHECK_INT(db_exec(dir, sql), 0);
+	CHECK_INT(scribble(dir, key, BS + 5 * PG, 3), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_span_present(obj, 100, 10), 1);
+	CHECK(hubfs_cache_block_known(obj, 0));
+	/* The damage is in another page than the read's. */
+	CHECK_INT(hubfs_cache_span_present(obj, BS, 10), 0);
+	CHECK_INT(rows_of(dir, key), 1);
+	CHECK_INT(put_block(obj, 2 * BS, 1, 5), 0);
+	snprintf(sql, sizeof(sql),
+		 "SELECT length(pages) FROM blocks WHERE key = '%s'"
+		 " AND idx = 1", key);
+	CHECK_INT(db_value(dir, sql), 4 * HUBFS_CACHE_PAGES);
+	hubfs_cache_obj_close(obj);
+	/* Zero page CRCs: a page check would fail the intact block. */
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, other, BS), 0);
+	CHECK_INT(hubfs_cache_span_present(obj, 0, 10), 1);
+	CHECK(hubfs_cache_block_known(obj, 0));
+	CHECK_INT(check_range(obj, 0, BS, 17), 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+/* Sums: pieces of any size make the same page CRCs, the row keeps the
+ * block's own CRC and its pages', and a wrong length is refused. */
+static void test_cache__sums_and_rows(void)
+{
+	const char *dir = check_path("c");
+	const uint64_t size = BS + 20000;	/* block 1: 2 pages */
+	size_t pieces[] = { 1, 4095, PG + 1, 3, 2 * PG - 7 };
+	struct hubfs_cache_sum whole = { .len = 0 }, cut = { .len = 0 };
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	unsigned char *buf = malloc(BS);
+	char key[65], sql[200];
+	size_t off = 0;
+
+	CHECK(buf != NULL);
+	fill(buf, BS, 18, 0);
+	hubfs_cache_sum_add(&whole, buf, BS);
+	CHECK_UINT(whole.len, BS);
+	for (size_t i = 0; off < BS; i++) {
+		size_t n = i < 5 ? pieces[i] : BS - off;
+
+		hubfs_cache_sum_add(&cut, buf + off, n);
+		off += n;
+	}
+	CHECK(memcmp(&whole, &cut, sizeof(whole)) == 0);
+	for (unsigned i = 0; i < HUBFS_CACHE_PAGES; i++)
+		CHECK_UINT(whole.page[i], hubfs_crc32c(0, buf + i * PG, PG));
+	hubfs_cache_sum_add(&cut, buf, 1);
+	CHECK_UINT(cut.len, BS + 1);
+	CHECK(memcmp(whole.page, cut.page, sizeof(whole.page)) == 0);
+
+	make_key(key, 18);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 4 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
+	CHECK_INT(hubfs_cache_obj_pwrite(obj, buf, BS, 0), 0);
+	CHECK_INT(hubfs_cache_block_commit(obj, 0, &cut), -EINVAL);
+	CHECK_INT(hubfs_cache_block_commit(obj, 0, &whole), 0);
+	fill(buf, 20000, 18, BS);
+	CHECK_INT(hubfs_cache_obj_pwrite(obj, buf, 20000, BS), 0);
+	CHECK_INT(commit_bytes(obj, 1, buf, 19999), -EINVAL);
+	CHECK_INT(commit_bytes(obj, 1, buf, 20000), 0);
+	snprintf(sql, sizeof(sql),
+		 "SELECT crc FROM blocks WHERE key = '%s' AND idx = 1", key);
+	CHECK_UINT(db_value(dir, sql), hubfs_crc32c(0, buf, 20000));
+	snprintf(sql, sizeof(sql),
+		 "SELECT length(pages) FROM blocks WHERE key = '%s'"
+		 " AND idx = 1", key);
+	CHECK_INT(db_value(dir, sql), 8);
+	hubfs_cache_obj_close(obj);
+	/* Another process checks the short last page against its CRC. */
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 19999, 1), 1);
+	CHECK(!hubfs_cache_block_known(obj, 1));
+	CHECK_INT(hubfs_cache_span_present(obj, BS, 1), 1);
+	CHECK(hubfs_cache_block_known(obj, 1));
+	CHECK_INT(check_range(obj, 0, size, 18), 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+	free(buf);
+}
+
 /* A file holding @size bytes of the pattern @seed, open for reading. */
 static int pattern_file(const char *path, uint64_t size, unsigned seed)
 {
@@ -609,11 +784,12 @@ static void test_cache__corrupt_deleted(void)
 
 /*
  * Open @dir's cache and in it a new 100-byte object of seed @seed, its
- * block written and committed with the CRC of its first @crc_len bytes.
+ * block written and committed with the sums of its bytes, or (!@right)
+ * of other bytes.
  */
 static void small_object(struct hubfs_cache **cache,
 			 struct hubfs_cache_obj **obj, const char *dir,
-			 char key[65], unsigned seed, size_t crc_len)
+			 char key[65], unsigned seed, bool right)
 {
 	unsigned char buf[100];
 
@@ -622,9 +798,9 @@ static void small_object(struct hubfs_cache **cache,
 	CHECK_INT(hubfs_cache_obj_open(obj, *cache, key, sizeof(buf)), 0);
 	fill(buf, sizeof(buf), seed, 0);
 	CHECK_INT(hubfs_cache_obj_pwrite(*obj, buf, sizeof(buf), 0), 0);
-	CHECK_INT(hubfs_cache_block_commit(*obj, 0,
-					   hubfs_crc32c(0, buf, crc_len)),
-		  0);
+	if (!right)
+		buf[99] ^= 1;
+	CHECK_INT(commit_bytes(*obj, 0, buf, sizeof(buf)), 0);
 }
 
 static void test_cache__wrong_crc_or_length(void)
@@ -635,7 +811,7 @@ static void test_cache__wrong_crc_or_length(void)
 	unsigned char buf[100];
 	char key[65];
 
-	small_object(&cache, &obj, dir, key, 8, 99);
+	small_object(&cache, &obj, dir, key, 8, false);
 	fill(buf, sizeof(buf), 8, 0);
 	/* The committer trusts its own CRC; any other opener checks. */
 	hubfs_cache_obj_close(obj);
@@ -644,8 +820,8 @@ static void test_cache__wrong_crc_or_length(void)
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 100), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
 	CHECK_INT(rows_of(dir, key), 0);
-	CHECK_INT(hubfs_cache_block_commit(obj, 0, hubfs_crc32c(0, buf, 100)),
-		  0);
+	CHECK_INT(commit_bytes(obj, 0, buf, 99), -EINVAL);
+	CHECK_INT(commit_bytes(obj, 0, buf, 100), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
 	hubfs_cache_obj_close(obj);
 	hubfs_cache_close(cache);
@@ -665,7 +841,7 @@ static void test_cache__commit_needs_no_check(void)
 	struct hubfs_cache_stats stats;
 	char key[65];
 
-	small_object(&cache, &obj, dir, key, 10, 100);
+	small_object(&cache, &obj, dir, key, 10, true);
 	/* Damage after the commit is this process's blind spot by design
 	 * (as after a check); it shows to another process. */
 	CHECK_INT(scribble(dir, key, 0, 8), 0);
@@ -876,9 +1052,9 @@ static void test_cache__damaged_index_rows(void)
 	CHECK_INT(hubfs_cache_open(&cache, dir, 3 * BS), 0);
 	CHECK_INT(put_object(cache, key, BS, 14), 0);
 	snprintf(sql, sizeof(sql),
-		 "INSERT INTO blocks VALUES ('../../victim', 0, %u, 0, 0),"
+		 "INSERT INTO blocks VALUES ('../../victim', 0, %u, 0, 0, NULL),"
 		 " ('0123456789abcdef0123456789abcdef"
-		 "0123456789abcdef0123456789abcdef0123', 0, %u, 0, 1)",
+		 "0123456789abcdef0123456789abcdef0123', 0, %u, 0, 1, NULL)",
 		 HUBFS_CACHE_BLOCK_SIZE, HUBFS_CACHE_BLOCK_SIZE);
 	CHECK_INT(db_exec(dir, sql), 0);
 	CHECK_UINT(used_bytes(cache), 3 * BS);
@@ -1620,7 +1796,11 @@ static void test_cache__bad_arguments(void)
 	/* 40 digits is a git blob id, also a valid key. */
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, COMMIT_A, 2 * BS), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 2), -EINVAL);
-	CHECK_INT(hubfs_cache_block_commit(obj, 2, 0), -EINVAL);
+	CHECK_INT(commit_bytes(obj, 2, "", 0), -EINVAL);
+	CHECK_INT(hubfs_cache_span_present(obj, 2 * BS, 1), -EINVAL);
+	CHECK_INT(hubfs_cache_span_present(obj, BS - 1, 2), -EINVAL);
+	CHECK_INT(hubfs_cache_span_present(obj, 0, 0), -EINVAL);
+	CHECK(!hubfs_cache_span_known(obj, BS - 1, 2));
 	CHECK_INT(hubfs_cache_obj_pwrite(obj, "xy", 2, 2 * BS - 1), -EINVAL);
 	CHECK_INT(hubfs_cache_obj_pwrite(obj, "xy", 2, 2 * BS - 2), 0);
 	hubfs_cache_obj_close(obj);
@@ -1727,11 +1907,41 @@ static void test_cache__crc32c_long_paths_agree(void)
 	free(buf);
 }
 
+/* The CRC of a || b from the CRCs of a and b, at every kind of split. */
+static void test_cache__crc32c_combine(void)
+{
+	const size_t n = 3 * BS - 3;
+	size_t splits[] = { 0, 1, 7, 100, PG - 1, PG, PG + 1, BS - 1, BS,
+			    2 * BS + 5, n };
+	unsigned char *buf = malloc(n);
+	unsigned seed = 99;
+
+	CHECK(buf != NULL);
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245 + 12345;
+		buf[i] = (unsigned char)(seed >> 16);
+	}
+	for (size_t i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+		size_t a = splits[i];
+
+		CHECK_UINT(hubfs_crc32c_combine(hubfs_crc32c(0, buf, a),
+						hubfs_crc32c(0, buf + a, n - a),
+						n - a),
+			   hubfs_crc32c(0, buf, n));
+	}
+	memset(buf, 0, n);
+	CHECK_UINT(hubfs_crc32c_combine(hubfs_crc32c(0, "x", 1),
+					hubfs_crc32c(0, buf, n), n),
+		   hubfs_crc32c(hubfs_crc32c(0, "x", 1), buf, n));
+	free(buf);
+}
+
 /* ---- throughput ---------------------------------------------------------- */
 
 static void test_cache__commit_rate(void)
 {
 	const unsigned n = 5000, m = 64;
+	const struct hubfs_cache_sum sparse = { .len = BS };
 	uint64_t big = (uint64_t)n * BS;
 	struct hubfs_cache *cache;
 	struct hubfs_cache_obj *obj;
@@ -1745,7 +1955,7 @@ static void test_cache__commit_rate(void)
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, big), 0);
 	t0 = now_s();
 	for (unsigned i = 0; i < n; i++)
-		CHECK_INT(hubfs_cache_block_commit(obj, i, 0), 0);
+		CHECK_INT(hubfs_cache_block_commit(obj, i, &sparse), 0);
 	rows_s = now_s() - t0;
 	CHECK_INT(hubfs_cache_obj_drop(obj), 0);
 	hubfs_cache_obj_close(obj);
@@ -1782,6 +1992,9 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__corrupt_overwritten),
 	CHECK_TEST(test_cache__corrupt_truncated),
 	CHECK_TEST(test_cache__stored_reads_no_data),
+	CHECK_TEST(test_cache__span_checks_its_pages),
+	CHECK_TEST(test_cache__rows_without_pages_are_checked_whole),
+	CHECK_TEST(test_cache__sums_and_rows),
 	CHECK_TEST(test_cache__adopt_links_the_file),
 	CHECK_TEST(test_cache__corrupt_deleted),
 	CHECK_TEST(test_cache__wrong_crc_or_length),
@@ -1811,6 +2024,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__crc32c_sse42),
 	CHECK_TEST(test_cache__crc32c_paths_agree),
 	CHECK_TEST(test_cache__crc32c_long_paths_agree),
+	CHECK_TEST(test_cache__crc32c_combine),
 	CHECK_TEST(test_cache__commit_rate),
 };
 
