@@ -131,6 +131,9 @@ bool hubfs_cache_span_known(const struct hubfs_cache_obj *obj, uint64_t off,
 bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
 			     uint64_t idx);
 
+/* How many blocks are known present (hubfs_cache_block_known()). */
+uint64_t hubfs_cache_obj_known(struct hubfs_cache_obj *obj);
+
 /*
  * Whether block @idx's bytes are in the data file, checked or not: 1 if
  * it is known present (wholly or in part) or has a row, 0 if not, or

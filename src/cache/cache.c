@@ -652,9 +652,11 @@ static void memo_adopt(struct cache_ent *ent, struct cache_memo *memo)
 	}
 	hubfs_mutex_lock(&ent->lock);
 	memcpy(ent->crcs, memo->crcs, ent->nblocks * sizeof(*ent->crcs));
-	for (uint64_t w = 0; w < words; w++)
+	for (uint64_t w = 0; w < words; w++) {
 		atomic_store_explicit(&ent->bits[w], memo->bits[w],
 				      memory_order_relaxed);
+		ent->known += (uint64_t)__builtin_popcountll(memo->bits[w]);
+	}
 	hubfs_mutex_unlock(&ent->lock);
 	memo_free(memo);
 }
@@ -1115,10 +1117,12 @@ static bool pages_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
 					      page_mask(lo, hi),
 					      memory_order_release) |
 		     page_mask(lo, hi)) == all) {
+		uint64_t bit = 1ull << (idx % 64);
+
 		ent->crcs[idx] = crc;
-		atomic_fetch_or_explicit(&ent->bits[idx / 64],
-					 1ull << (idx % 64),
-					 memory_order_release);
+		if (!(atomic_fetch_or_explicit(&ent->bits[idx / 64], bit,
+					       memory_order_release) & bit))
+			ent->known++;
 	}
 	hubfs_mutex_unlock(&ent->lock);
 	return same;
@@ -1229,6 +1233,16 @@ bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
 	return idx < obj->ent->nblocks && bit_test(obj->ent, idx);
 }
 
+uint64_t hubfs_cache_obj_known(struct hubfs_cache_obj *obj)
+{
+	struct cache_ent *ent = obj->ent;
+	uint64_t n;
+
+	hubfs_mutex_lock(&ent->lock);
+	n = ent->known;
+	hubfs_mutex_unlock(&ent->lock);
+	return n;
+}
 
 int hubfs_cache_block_stored(struct hubfs_cache_obj *obj, uint64_t idx)
 {
@@ -1592,6 +1606,7 @@ int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj)
 		atomic_store_explicit(&ent->bits[w], 0, memory_order_relaxed);
 	for (uint64_t i = 0; i < ent->nblocks; i++)
 		atomic_store_explicit(&ent->pages[i], 0, memory_order_relaxed);
+	ent->known = 0;
 	hubfs_mutex_unlock(&ent->lock);
 	return 0;
 }

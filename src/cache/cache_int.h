@@ -129,6 +129,7 @@ struct cache_ent {
 	unsigned long refs; /* protected by cache.obj_lock */
 	struct hubfs_mutex lock; /* a leaf: nothing is taken under it */
 	uint64_t gen HUBFS_GUARDED_BY(lock); /* bumped by drop() */
+	uint64_t known HUBFS_GUARDED_BY(lock); /* bits set */
 	/* Verified-block bitmap: read without a lock, set and cleared
 	 * only under lock. */
 	_Atomic uint64_t *bits;

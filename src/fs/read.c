@@ -325,6 +325,33 @@ static void hash_advance(struct fs_object *obj)
 	}
 }
 
+/*
+ * A read that finds every block present finishes the whole-content hash
+ * before it is answered, waiting for a worker that is hashing.  Whichever
+ * read completes the object then fails when the content does not match,
+ * so a reader that went through the whole file gets EIO, not success,
+ * however late the hash would otherwise have ended (and re-reads would
+ * come from the kernel's page cache until its pages were dropped).
+ */
+static int hash_settle(struct fs_object *obj)
+{
+	bool ok = true;
+
+	if (atomic_load(&obj->verified) ||
+	    hubfs_cache_obj_known(obj->cobj) < obj->nblocks)
+		return 0;
+	pthread_mutex_lock(&obj->hash_lock);
+	if (!atomic_load(&obj->verified))
+		ok = hash_advance_locked(obj);
+	pthread_mutex_unlock(&obj->hash_lock);
+	if (ok)
+		return 0;
+	content_mismatch(obj);
+	hubfs_err_set("the content of %s does not match its %s", obj->path,
+		      obj->lfs ? "sha256" : "blob id");
+	return -EIO;
+}
+
 /* --- runs --------------------------------------------------------------- */
 
 /* Drop a reference to @run; obj->lock is held. */
@@ -1236,8 +1263,15 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	}
 	er.off = off;
 	er.len = (size_t)avail;
+	/* A read that may complete the object waits for the hash
+	 * (hash_settle()), so it is not answered from the transfer. */
+	if (!atomic_load(&obj->verified) &&
+	    hubfs_cache_obj_known(obj->cobj) + (b1 - b0 + 1) >= obj->nblocks)
+		early = NULL;
 	err = ensure_blocks(obj, b0, b1, off, off + avail,
 			    early ? &er : NULL);
+	if (err == 0)
+		err = hash_settle(obj);
 	hubfs_free(er.buf);
 	if (er.len && er.got == er.len) {
 		/* What failed after the answer (storing the blocks) costs

@@ -546,6 +546,7 @@ static void test_cache__span_checks_its_pages(void)
 	CHECK_INT(hubfs_cache_span_present(obj, BS + 6 * PG, BS - 6 * PG), 1);
 	CHECK_INT(hubfs_cache_span_present(obj, BS + PG, 4 * PG), 1);
 	CHECK(!hubfs_cache_block_known(obj, 1));
+	CHECK_UINT(hubfs_cache_obj_known(obj), 0);
 	hubfs_cache_get_stats(cache, &st);
 	CHECK_UINT(st.corrupt, 0);
 	CHECK_INT(check_range(obj, BS, 5 * PG, 5), 0);
@@ -553,6 +554,7 @@ static void test_cache__span_checks_its_pages(void)
 	for (unsigned i = 0; i < HUBFS_CACHE_PAGES; i++)
 		CHECK_INT(hubfs_cache_span_present(obj, i * PG + 7, 1), 1);
 	CHECK(hubfs_cache_block_known(obj, 0));
+	CHECK_UINT(hubfs_cache_obj_known(obj), 1);
 	/* The damaged page. */
 	CHECK_INT(hubfs_cache_span_present(obj, BS + 5 * PG + 4000, 1), 0);
 	hubfs_cache_get_stats(cache, &st);
@@ -564,6 +566,7 @@ static void test_cache__span_checks_its_pages(void)
 	/* Fetched again, the whole block is served. */
 	CHECK_INT(put_block(obj, 2 * BS, 1, 5), 0);
 	CHECK(hubfs_cache_block_known(obj, 1));
+	CHECK_UINT(hubfs_cache_obj_known(obj), 2);
 	CHECK_INT(check_range(obj, 0, 2 * BS, 5), 0);
 	hubfs_cache_obj_close(obj);
 	hubfs_cache_close(cache);
@@ -1443,8 +1446,12 @@ static void test_cache__verified_and_drop(void)
 	hubfs_cache_obj_close(obj);
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 3 * BS), 0);
 	CHECK_INT(hubfs_cache_obj_verified(obj), 1); /* persisted */
+	/* The memo of the blocks this process committed, taken whole. */
+	CHECK_UINT(hubfs_cache_obj_known(obj), 3);
 	CHECK_INT(hubfs_cache_block_present(obj, 2), 1);
+	CHECK_UINT(hubfs_cache_obj_known(obj), 3);
 	CHECK_INT(hubfs_cache_obj_drop(obj), 0);
+	CHECK_UINT(hubfs_cache_obj_known(obj), 0);
 	CHECK_INT(hubfs_cache_obj_verified(obj), 0);
 	for (uint64_t i = 0; i < 3; i++)
 		CHECK_INT(hubfs_cache_block_present(obj, i), 0);
@@ -1454,6 +1461,8 @@ static void test_cache__verified_and_drop(void)
 	CHECK_UINT(st.blocks, 0);
 	CHECK_INT(put_block(obj, 3 * BS, 2, 60), 0);
 	CHECK_INT(hubfs_cache_block_present(obj, 2), 1);
+	CHECK_INT(put_block(obj, 3 * BS, 2, 60), 0);
+	CHECK_UINT(hubfs_cache_obj_known(obj), 1);
 	CHECK_INT(check_range(obj, 2 * BS, BS, 60), 0);
 	hubfs_cache_obj_close(obj);
 	/* An object opened with another size starts over. */
