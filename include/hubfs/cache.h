@@ -132,7 +132,7 @@ bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
 			     uint64_t idx);
 
 /* How many blocks are known present (hubfs_cache_block_known()). */
-uint64_t hubfs_cache_obj_known(struct hubfs_cache_obj *obj);
+uint64_t hubfs_cache_obj_known(const struct hubfs_cache_obj *obj);
 
 /*
  * Whether block @idx's bytes are in the data file, checked or not: 1 if

@@ -655,7 +655,10 @@ static void memo_adopt(struct cache_ent *ent, struct cache_memo *memo)
 	for (uint64_t w = 0; w < words; w++) {
 		atomic_store_explicit(&ent->bits[w], memo->bits[w],
 				      memory_order_relaxed);
-		ent->known += (uint64_t)__builtin_popcountll(memo->bits[w]);
+		atomic_fetch_add_explicit(
+			&ent->known,
+			(uint64_t)__builtin_popcountll(memo->bits[w]),
+			memory_order_relaxed);
 	}
 	hubfs_mutex_unlock(&ent->lock);
 	memo_free(memo);
@@ -1122,7 +1125,8 @@ static bool pages_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
 		ent->crcs[idx] = crc;
 		if (!(atomic_fetch_or_explicit(&ent->bits[idx / 64], bit,
 					       memory_order_release) & bit))
-			ent->known++;
+			atomic_fetch_add_explicit(&ent->known, 1,
+						  memory_order_relaxed);
 	}
 	hubfs_mutex_unlock(&ent->lock);
 	return same;
@@ -1233,15 +1237,9 @@ bool hubfs_cache_block_known(const struct hubfs_cache_obj *obj,
 	return idx < obj->ent->nblocks && bit_test(obj->ent, idx);
 }
 
-uint64_t hubfs_cache_obj_known(struct hubfs_cache_obj *obj)
+uint64_t hubfs_cache_obj_known(const struct hubfs_cache_obj *obj)
 {
-	struct cache_ent *ent = obj->ent;
-	uint64_t n;
-
-	hubfs_mutex_lock(&ent->lock);
-	n = ent->known;
-	hubfs_mutex_unlock(&ent->lock);
-	return n;
+	return atomic_load_explicit(&obj->ent->known, memory_order_relaxed);
 }
 
 int hubfs_cache_block_stored(struct hubfs_cache_obj *obj, uint64_t idx)
@@ -1606,7 +1604,7 @@ int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj)
 		atomic_store_explicit(&ent->bits[w], 0, memory_order_relaxed);
 	for (uint64_t i = 0; i < ent->nblocks; i++)
 		atomic_store_explicit(&ent->pages[i], 0, memory_order_relaxed);
-	ent->known = 0;
+	atomic_store_explicit(&ent->known, 0, memory_order_relaxed);
 	hubfs_mutex_unlock(&ent->lock);
 	return 0;
 }

@@ -129,7 +129,9 @@ struct cache_ent {
 	unsigned long refs; /* protected by cache.obj_lock */
 	struct hubfs_mutex lock; /* a leaf: nothing is taken under it */
 	uint64_t gen HUBFS_GUARDED_BY(lock); /* bumped by drop() */
-	uint64_t known HUBFS_GUARDED_BY(lock); /* bits set */
+	/* Bits set: changed under lock with them, read without a lock
+	 * (every read of an object not yet verified asks for it). */
+	_Atomic uint64_t known;
 	/* Verified-block bitmap: read without a lock, set and cleared
 	 * only under lock. */
 	_Atomic uint64_t *bits;
