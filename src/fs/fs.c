@@ -152,6 +152,7 @@ struct hubfs_fs {
 	struct fs_work *work;
 	struct fs_tree *work_base;	/* until the working tree is built */
 	int write_err;			/* 0, or why writes are refused */
+	bool direct_writes;		/* set once, at init */
 
 	pthread_mutex_t handles_lock;
 	struct fs_handle handles;	/* handles_lock: list head */
@@ -1439,6 +1440,23 @@ static int change_refused(struct hubfs_fs *fs, const struct fs_inode *in,
 }
 
 /*
+ * A handle opened only for writing bypasses the kernel's page cache
+ * (direct_io): written bytes then go from the writer's memory straight
+ * to the stage, instead of first being copied into pages of the FUSE
+ * file that nobody reads, which doubles the memory a large write fills
+ * (half of the write's time in S8, docs/PERFORMANCE.md).  From protocol
+ * 7.39 (Linux 6.6) the kernel drops its cached pages of the range a
+ * direct write covers, so readers of the file, mappings included, see
+ * the new bytes; older kernels do not, and there writes keep going
+ * through the page cache.  A write-only descriptor cannot be mapped.
+ */
+static bool write_direct(const struct hubfs_fs *fs,
+			 const struct fuse_file_info *fi)
+{
+	return fs->direct_writes && (fi->flags & O_ACCMODE) == O_WRONLY;
+}
+
+/*
  * A file handle on the working tree.  Reads of a clean file go through
  * the block cache like any other (f->obj, opened lazily because a file
  * can become clean or dirty while open); reads of changed files come
@@ -1484,9 +1502,11 @@ static void wnode_open(fuse_req_t req, struct hubfs_fs *fs,
 	pthread_mutex_init(&f->lock, NULL);
 	handle_add(fs, &f->h, false);
 	fi->fh = (uintptr_t)f;
-	/* The kernel's pages stay right: every change goes through it, and
-	 * a change upstream gives the file a new inode. */
+	/* The kernel's pages stay right: every change goes through them or
+	 * drops them (write_direct()), and a change upstream gives the
+	 * file a new inode. */
 	fi->keep_cache = 1;
+	fi->direct_io = write_direct(fs, fi);
 	fuse_reply_open(req, fi);
 }
 
@@ -2061,6 +2081,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	handle_add(fs, &f->h, false);
 	fi->fh = (uintptr_t)f;
 	fi->keep_cache = 1;
+	fi->direct_io = write_direct(fs, fi);
 	fill_entry(fs, in, &e);
 	fuse_reply_create(req, &e, fi);
 }
@@ -2279,9 +2300,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
 	struct hubfs_fs *fs = req_fs(req);
 	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
 	size_t size = fuse_buf_size(in_buf);
-	struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
 	char nbuf[HUBFS_NAME_MAX + 1];
-	char *buf;
 	ssize_t n;
 
 	(void)ino;
@@ -2290,18 +2309,15 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	buf = hubfs_malloc(size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	/* The bytes are in the request's buffer: hubfs does not ask for
+	 * FUSE_CAP_SPLICE_READ, the one way they could be in a pipe. */
+	if (in_buf->count != 1 || in_buf->off != 0 ||
+	    (in_buf->buf[0].flags & FUSE_BUF_IS_FD)) {
+		fuse_reply_err(req, EIO);
 		return;
 	}
-	dst.buf[0].mem = buf;
-	n = fuse_buf_copy(&dst, in_buf, 0);
-	if (n >= 0 && (size_t)n != size)
-		n = -EIO;
-	if (n >= 0)
-		n = fs_work_write(fs->work, f->w, buf, size, (uint64_t)off);
-	hubfs_free(buf);
+	n = fs_work_write(fs->work, f->w, in_buf->buf[0].mem, size,
+			  (uint64_t)off);
 	if (n < 0) {
 		if (n != -ENOSPC && n != -EFBIG)
 			hlog(LOG_ERR, "write %s at %lld: %s: %s",
@@ -2365,6 +2381,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
 		conn->want |= FUSE_CAP_SPLICE_MOVE;
+	fs->direct_writes = conn->proto_major > 7 ||
+			    (conn->proto_major == 7 && conn->proto_minor >= 39);
 	/* libfuse 3.14 insists that init agrees with -o max_read. */
 	if (fs->cfg->max_read)
 		conn->max_read = fs->cfg->max_read;

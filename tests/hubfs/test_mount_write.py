@@ -3,6 +3,7 @@ renames, unlinks and fsync turn into, checked with git + git-lfs clones of
 the branch as the oracle."""
 
 import errno
+import mmap
 import os
 import subprocess
 import time
@@ -82,6 +83,63 @@ def test_read_your_writes_without_a_download(hub, repo, mount_factory):
     assert os.stat(cached).st_ino in staged
     assert staged_inodes(m.cache_dir) == set()
     assert read(cached) == data
+
+
+def resident(path):
+    """Bytes of @path in the kernel's page cache (fincore opens it
+    read-only, which keeps the cached pages)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings",
+                          "--output", "RES", path], check=True,
+                         capture_output=True, text=True).stdout
+    return int(out.strip())
+
+
+def kernel_drops_pages_on_direct_writes():
+    """FUSE protocol 7.39 (Linux 6.6) and later."""
+    major, minor = (int(x) for x in
+                    os.uname().release.split("-")[0].split(".")[:2])
+    return (major, minor) >= (6, 6)
+
+
+def test_written_bytes_skip_the_page_cache(hub, repo, mount_factory):
+    """A handle opened only for writing bypasses the kernel's page cache,
+    so a written file is not held twice in memory; a reader's cached pages
+    and its mapping of the written range still show the new bytes."""
+    m = mount_factory(hub, repo, token=WRITE)
+    mib = 1024 * 1024
+    path = m.path("direct.bin")
+    old = os.urandom(mib)
+    write(path, old)
+    if kernel_drops_pages_on_direct_writes():
+        assert resident(path) == 0
+    r = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(r, mib, 0) == old
+        assert resident(path) == mib
+        mm = mmap.mmap(r, mib, prot=mmap.PROT_READ)
+        assert mm[:] == old
+        new = os.urandom(65536)
+        w = os.open(path, os.O_WRONLY)
+        try:
+            assert os.pwrite(w, new, 4096) == len(new)
+        finally:
+            os.close(w)
+        want = old[:4096] + new + old[4096 + len(new):]
+        assert os.pread(r, mib, 0) == want
+        assert mm[:] == want
+        mm.close()
+        # A handle that may also read keeps going through the cache.
+        rw = os.open(path, os.O_RDWR)
+        try:
+            assert os.pwrite(rw, b"Z" * 8192, mib - 8192) == 8192
+            assert os.pread(r, 8192, mib - 8192) == b"Z" * 8192
+        finally:
+            os.close(rw)
+    finally:
+        os.close(r)
+    fsync(path)
+    assert tree(hub, repo)["direct.bin"]["lfs"]["oid"] == sha256(
+        want[:mib - 8192] + b"Z" * 8192)
 
 
 def test_hashes_kept_while_writing_match_the_bytes(hub, repo, mount_factory):
