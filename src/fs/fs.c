@@ -2293,15 +2293,37 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	fuse_reply_attr(req, &st, timeout);
 }
 
+struct write_req {
+	fuse_req_t req;
+	struct hubfs_fs *fs;
+	struct fs_wnode *w;
+	off_t off;
+};
+
+static void write_answer(void *arg, ssize_t n)
+{
+	struct write_req *wr = arg;
+	char nbuf[HUBFS_NAME_MAX + 1];
+
+	if (n < 0) {
+		if (n != -ENOSPC && n != -EFBIG)
+			hlog(LOG_ERR, "write %s at %lld: %s: %s",
+			     wname(wr->fs, wr->w, nbuf), (long long)wr->off,
+			     strerror((int)-n), hubfs_err_or("no detail"));
+		fuse_reply_err(wr->req, (int)-n);
+		return;
+	}
+	atomic_fetch_add(&wr->fs->writes, 1);
+	atomic_fetch_add(&wr->fs->write_bytes, (uint64_t)n);
+	fuse_reply_write(wr->req, (size_t)n);
+}
+
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_bufvec *in_buf, off_t off,
 			 struct fuse_file_info *fi)
 {
-	struct hubfs_fs *fs = req_fs(req);
 	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
-	size_t size = fuse_buf_size(in_buf);
-	char nbuf[HUBFS_NAME_MAX + 1];
-	ssize_t n;
+	struct write_req wr = { req, req_fs(req), f->w, off };
 
 	(void)ino;
 	hubfs_err_clear();
@@ -2310,26 +2332,16 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	/* The bytes are in the request's buffer: hubfs does not ask for
-	 * FUSE_CAP_SPLICE_READ, the one way they could be in a pipe. */
+	 * FUSE_CAP_SPLICE_READ, the one way they could be in a pipe.  The
+	 * buffer is this thread's until the handler returns, so the write
+	 * may hash it after answering. */
 	if (in_buf->count != 1 || in_buf->off != 0 ||
 	    (in_buf->buf[0].flags & FUSE_BUF_IS_FD)) {
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	n = fs_work_write(fs->work, f->w, in_buf->buf[0].mem, size,
-			  (uint64_t)off);
-	if (n < 0) {
-		if (n != -ENOSPC && n != -EFBIG)
-			hlog(LOG_ERR, "write %s at %lld: %s: %s",
-			     wname(fs, f->w, nbuf), (long long)off,
-			     strerror((int)-n),
-			     hubfs_err_or("no detail"));
-		fuse_reply_err(req, (int)-n);
-		return;
-	}
-	atomic_fetch_add(&fs->writes, 1);
-	atomic_fetch_add(&fs->write_bytes, (uint64_t)n);
-	fuse_reply_write(req, (size_t)n);
+	fs_work_write(wr.fs->work, f->w, in_buf->buf[0].mem,
+		      fuse_buf_size(in_buf), (uint64_t)off, write_answer, &wr);
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

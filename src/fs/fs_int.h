@@ -319,8 +319,17 @@ void fs_work_close_write(struct fs_work *w, struct fs_wnode *n);
 
 ssize_t fs_work_read(struct fs_work *w, struct fs_wnode *n, void *buf,
 		     size_t size, uint64_t off);
-ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
-		      size_t size, uint64_t off);
+/*
+ * Write @size bytes of @buf at @off.  The result, the count written or
+ * -errno, goes to @answer (once) as soon as the bytes are in the stage;
+ * they are then added to the file's running sha256 before the call
+ * returns, so @buf must stay valid until then.  Answering first lets the
+ * writer's next write reach the stage, on another thread, while this
+ * one hashes.
+ */
+void fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
+		   size_t size, uint64_t off,
+		   void (*answer)(void *arg, ssize_t res), void *arg);
 int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size);
 
 /*

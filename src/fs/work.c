@@ -22,9 +22,12 @@
  * - A stage's filled bits and base_len are journaled with it, so that a
  *   restart knows which blocks are local and which still come from base.
  * - A stage's running sha256, when it has one, is of exactly its bytes
- *   [0, sha_len): every write or cut below sha_len drops it, and only a
- *   write starting at sha_len extends it.  It is not journaled: after a
- *   restart the commit hashes the file by reading it.
+ *   [0, sha_len) once the writes that claimed [sha_len, sha_end) have
+ *   hashed them: every write or cut below sha_end drops it, and only a
+ *   write starting at sha_end extends it.  A write is answered before it
+ *   hashes its bytes, so that the writer's next write reaches the stage
+ *   meanwhile.  It is not journaled: after a restart the commit hashes
+ *   the file by reading it.
  *
  * States of a file: clean (base only) -> dirty (row, maybe stage) ->
  * clean again when a commit with its content lands (the stage is kept
@@ -32,7 +35,8 @@
  * of the tree, until their last reference goes.
  *
  * Locks.  w->lock guards the tree, every wnode and stage field but the
- * running hash (stage->io), and the journal handle.  It is never held
+ * running hash (stage->sha_lock, claims under stage->io: work_int.h),
+ * and the journal handle.  It is never held
  * across an HTTP request or a wait for one: filling a block from base
  * fetches first, unlocked, then writes under the stage's io lock.
  * stage->io is taken before w->lock, never the other way round.
@@ -89,7 +93,17 @@ void fs_stage_put(struct fs_work *w, struct fs_stage *st)
 	hubfs_free(st->filled);
 	EVP_MD_CTX_free(st->sha);
 	pthread_mutex_destroy(&st->io);
+	pthread_mutex_destroy(&st->sha_lock);
+	pthread_cond_destroy(&st->sha_cond);
 	hubfs_free(st);
+}
+
+/* The locks of a new stage @st. */
+static void stage_init_locks(struct fs_stage *st)
+{
+	pthread_mutex_init(&st->io, NULL);
+	pthread_mutex_init(&st->sha_lock, NULL);
+	pthread_cond_init(&st->sha_cond, NULL);
 }
 
 static void wnode_free(struct fs_work *w, struct fs_wnode *n);
@@ -348,57 +362,103 @@ static bool block_local(const struct fs_stage *st, uint64_t idx)
 	return st->filled[idx / 8] & (1u << (idx % 8));
 }
 
+/* Wait until every claimed byte of @st is hashed.  sha_lock held. */
+static void sha_quiesce(struct fs_stage *st)
+{
+	while (st->sha_len != st->sha_end)
+		pthread_cond_wait(&st->sha_cond, &st->sha_lock);
+}
+
 /* Start the running sha256 of @st over (it is empty now); without
  * memory it is simply not kept.  st->io held, or @st not shared yet. */
 static void sha_restart(struct fs_stage *st)
 {
+	pthread_mutex_lock(&st->sha_lock);
+	sha_quiesce(st);
 	if (!st->sha)
 		st->sha = EVP_MD_CTX_new();
 	if (st->sha && !EVP_DigestInit_ex(st->sha, EVP_sha256(), NULL)) {
 		EVP_MD_CTX_free(st->sha);
 		st->sha = NULL;
 	}
-	st->sha_len = 0;
+	st->sha_len = st->sha_end = 0;
+	st->sha_failed = false;
+	pthread_mutex_unlock(&st->sha_lock);
 }
 
 /* Bytes of @st from @off on are about to change (a write or a cut): the
- * running sha256 survives only if they all lie past its end.  st->io
- * held. */
+ * running sha256 survives only if they all lie past what was claimed.
+ * st->io held. */
 static void sha_before_write(struct fs_stage *st, uint64_t off)
 {
-	if (st->sha && off < st->sha_len) {
+	pthread_mutex_lock(&st->sha_lock);
+	if (st->sha && off < st->sha_end) {
+		sha_quiesce(st);
 		EVP_MD_CTX_free(st->sha);
 		st->sha = NULL;
 	}
+	pthread_mutex_unlock(&st->sha_lock);
 }
 
-static void sha_after_write(struct fs_stage *st, const void *buf,
-			    size_t len, uint64_t off)
+/* Whether bytes [@off, +@len), just written, extend the running sha256:
+ * if so they are claimed, and sha_hash() must follow.  st->io held. */
+static bool sha_claim(struct fs_stage *st, uint64_t off, size_t len)
 {
-	if (!st->sha || off != st->sha_len)
-		return;
-	if (EVP_DigestUpdate(st->sha, buf, len)) {
-		st->sha_len += len;
-	} else {
-		EVP_MD_CTX_free(st->sha);
-		st->sha = NULL;
-	}
+	bool claimed;
+
+	pthread_mutex_lock(&st->sha_lock);
+	claimed = st->sha && off == st->sha_end;
+	if (claimed)
+		st->sha_end += len;
+	pthread_mutex_unlock(&st->sha_lock);
+	return claimed;
+}
+
+/* Hash the claimed bytes @buf at @off, after the claims before them.
+ * No lock held: io is not needed, and a claim before this one may be
+ * waiting for its own turn without it. */
+static void sha_hash(struct fs_stage *st, const void *buf, size_t len,
+		     uint64_t off)
+{
+	bool ok;
+
+	pthread_mutex_lock(&st->sha_lock);
+	while (st->sha_len != off)
+		pthread_cond_wait(&st->sha_cond, &st->sha_lock);
+	ok = !st->sha_failed;
+	pthread_mutex_unlock(&st->sha_lock);
+	/* Our turn: nobody else touches st->sha until sha_len moves. */
+	if (ok)
+		ok = EVP_DigestUpdate(st->sha, buf, len) == 1;
+	pthread_mutex_lock(&st->sha_lock);
+	st->sha_len = off + len;
+	if (!ok)
+		st->sha_failed = true;
+	pthread_cond_broadcast(&st->sha_cond);
+	pthread_mutex_unlock(&st->sha_lock);
 }
 
 int fs_stage_sha256(struct fs_work *w, struct fs_stage *st, char out[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0, i;
-	EVP_MD_CTX *c;
+	EVP_MD_CTX *c = NULL;
 	bool whole;
 	int ok = 0;
 
+	/* Under io no claim starts, and once the claims made are hashed
+	 * st->sha holds still. */
 	pthread_mutex_lock(&st->io);
+	pthread_mutex_lock(&st->sha_lock);
+	sha_quiesce(st);
+	whole = st->sha && !st->sha_failed;
+	pthread_mutex_unlock(&st->sha_lock);
 	pthread_mutex_lock(&w->lock);
-	whole = st->sha && st->base_len == 0 && st->sha_len == st->size;
+	whole = whole && st->base_len == 0 && st->sha_len == st->size;
 	pthread_mutex_unlock(&w->lock);
 	/* On a copy: writes after this commit go on with the original. */
-	c = whole ? EVP_MD_CTX_new() : NULL;
+	if (whole)
+		c = EVP_MD_CTX_new();
 	if (c && EVP_MD_CTX_copy_ex(c, st->sha) &&
 	    EVP_DigestFinal_ex(c, md, &mdlen) && mdlen == 32) {
 		for (i = 0; i < mdlen; i++)
@@ -441,11 +501,11 @@ static int stage_new(struct fs_work *w, struct fs_content *base,
 	}
 	st->size = base_len;
 	st->base_len = base_len;
+	stage_init_locks(st);
 	if (base_len == 0)
 		sha_restart(st);
 	st->refs = 1;
 	st->orphan = true;
-	pthread_mutex_init(&st->io, NULL);
 	*out = st;
 	return 0;
 }
@@ -1262,20 +1322,28 @@ static int stage_unlock(struct fs_work *w, struct fs_wnode *n,
 	return err ? err : jerr;
 }
 
-ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
-		      size_t size, uint64_t off)
+void fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
+		   size_t size, uint64_t off,
+		   void (*answer)(void *arg, ssize_t res), void *arg)
 {
 	struct fs_stage *st;
 	uint64_t end = off + size, first, last, i;
+	bool owed = false;
 	int err;
 
-	if (size == 0)
-		return 0;
-	if (end > HUBFS_SIZE_MAX || end < off)
-		return -EFBIG;
+	if (size == 0) {
+		answer(arg, 0);
+		return;
+	}
+	if (end > HUBFS_SIZE_MAX || end < off) {
+		answer(arg, -EFBIG);
+		return;
+	}
 	err = stage_lock(w, n, &st);
-	if (err)
-		return err;
+	if (err) {
+		answer(arg, err);
+		return;
+	}
 	/* Partly written blocks keep the rest of their base bytes. */
 	first = off / WBS;
 	last = (end - 1) / WBS;
@@ -1293,7 +1361,7 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 		sha_before_write(st, off);
 		err = pwrite_all(st->fd, buf, size, off);
 		if (!err)
-			sha_after_write(st, buf, size, off);
+			owed = sha_claim(st, off, size);
 		if (err) {
 			hubfs_err_set("cannot write a staged file: %s",
 				      strerror(-err));
@@ -1304,6 +1372,8 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 		}
 	}
 	pthread_mutex_lock(&w->lock);
+	if (owed)
+		st->refs++;	/* for sha_hash(), below */
 	if (!err) {
 		for (i = first; i <= last && i * WBS < st->base_len; i++) {
 			if (!block_local(st, i))
@@ -1317,7 +1387,13 @@ ssize_t fs_work_write(struct fs_work *w, struct fs_wnode *n, const void *buf,
 		w->changes++;
 	}
 	err = stage_unlock(w, n, st, err);
-	return err ? err : (ssize_t)size;
+	answer(arg, err ? err : (ssize_t)size);
+	if (owed) {
+		sha_hash(st, buf, size, off);
+		pthread_mutex_lock(&w->lock);
+		fs_stage_put(w, st);
+		pthread_mutex_unlock(&w->lock);
+	}
 }
 
 int fs_work_truncate(struct fs_work *w, struct fs_wnode *n, uint64_t size)
@@ -1483,7 +1559,7 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 		st = hubfs_calloc(1, sizeof(*st));
 		if (!st)
 			return -ENOMEM;
-		pthread_mutex_init(&st->io, NULL);
+		stage_init_locks(st);
 		st->refs = 1;
 		st->fd = -1;
 		snprintf(st->name, sizeof(st->name), "%s", c->stage);

@@ -44,9 +44,18 @@ struct fs_stage {
 	/* The sha256 of bytes [0, sha_len), kept while a file with no base
 	 * bytes is written front to back, so that a commit need not read
 	 * it all again to hash it; NULL once a write or a cut went below
-	 * sha_len.  io. */
-	EVP_MD_CTX *sha;
-	uint64_t sha_len;		/* io */
+	 * sha_end.  A write claims its bytes [sha_end, +len) under io and
+	 * hashes them after it was answered, without io, once sha_len has
+	 * reached its offset: claims are hashed in order, and the claimant
+	 * whose turn it is (sha_len == its offset) uses sha alone.  sha is
+	 * freed or restarted only with no claim outstanding (sha_len ==
+	 * sha_end).  sha_lock is a leaf, taken after io if at all. */
+	pthread_mutex_t sha_lock;
+	pthread_cond_t sha_cond;	/* sha_len moved */
+	EVP_MD_CTX *sha;		/* sha_lock, and the claimant's turn */
+	uint64_t sha_len;		/* sha_lock */
+	uint64_t sha_end;		/* sha_lock; changed under io too */
+	bool sha_failed;		/* sha_lock: an update failed */
 };
 
 struct fs_commit_state;

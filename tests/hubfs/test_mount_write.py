@@ -7,6 +7,7 @@ import mmap
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -185,6 +186,50 @@ def test_hashes_kept_while_writing_match_the_bytes(hub, repo, mount_factory):
     with open(m.path(SHARD1), "wb") as f:
         f.write(os.urandom(mib + 1))
     expect(SHARD1)
+    # A write is hashed after it was answered, so the hashes of writes
+    # that came in order may run at once, and must still go in in order:
+    # large writes to a write-only descriptor, as dd and cp make them,
+    # then writers on several threads, then writes below the end hashed
+    # so far mixed in.
+    h = os.urandom(32 * mib)
+    fd = os.open(m.path("large.bin"), os.O_WRONLY | os.O_CREAT)
+    try:
+        for o in range(0, len(h), mib):
+            assert os.pwrite(fd, h[o:o + mib], o) == mib
+    finally:
+        os.close(fd)
+    expect("large.bin")
+    assert want["large.bin"] == h
+    chunk = 16 * 1024
+    f = os.urandom(1024 * chunk)
+    g = bytearray(os.urandom(256 * chunk))
+
+    def threads(name, jobs):
+        fds = [os.open(m.path(name), os.O_WRONLY | os.O_CREAT)
+               for _ in jobs]
+        try:
+            with ThreadPoolExecutor(len(jobs)) as ex:
+                for r in ex.map(lambda a: [os.pwrite(a[0], d, o)
+                                           for o, d in a[1]],
+                                zip(fds, jobs)):
+                    assert all(n > 0 for n in r)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    threads("threads.bin", [[(o, f[o:o + chunk])
+                             for o in range(k * chunk, len(f), 8 * chunk)]
+                            for k in range(8)])
+    expect("threads.bin")
+    again = [(o + 4096, b"A" * 4096) for o in range(0, len(g), 4 * chunk)]
+    for o, d in again:
+        g[o:o + len(d)] = d
+    threads("rewrites.bin", [[(o, g[o:o + chunk])
+                              for o in range(k * chunk, len(g), 2 * chunk)]
+                             for k in range(2)] + [again])
+    expect("rewrites.bin")
+    assert want["threads.bin"] == f
+    assert want["rewrites.bin"] == bytes(g)
     assert want["over.bin"][100:5100] == b"X" * 5000
     assert want["cut.bin"] == c[:mib + 3] + c[:4096]
     assert want["grow.bin"] == e + bytes(mib)
