@@ -36,10 +36,10 @@
  *
  * Locks.  w->lock guards the tree, every wnode and stage field but the
  * running hash (stage->sha_lock, claims under stage->io: work_int.h),
- * and the journal handle.  It is never held
- * across an HTTP request or a wait for one: filling a block from base
- * fetches first, unlocked, then writes under the stage's io lock.
- * stage->io is taken before w->lock, never the other way round.
+ * and the journal handle.  It is never held across an HTTP request or a
+ * wait for one: filling a block from base fetches first, unlocked, then
+ * writes under the stage's io lock.  stage->io is taken before w->lock,
+ * never the other way round; stage->sha_lock is a leaf.
  */
 #include <errno.h>
 #include <fcntl.h>
