@@ -31,15 +31,18 @@
  * at a time.  So an upload costs a few buffers per part in flight,
  * whatever the size of the files.
  *
- * Multipart.  The parts of one object go up on at most `parallel`
- * threads (the caller's plus up to parallel - 1 started here, each
- * borrowing its own curl handle), taking part numbers from an atomic
- * counter; each part is retried on its own by hub_call().  The first
- * failure stops the others from taking new parts and is what the call
- * returns, with its detail carried over from the thread that saw it.
- * Each part's ETag is kept for the completion.  Objects go one after
- * the other, so one call never has more than `parallel` uploads in
- * flight; a caller that wants more overlap calls from several threads.
+ * Uploads in parallel.  The PUTs of one batch answer (every part of
+ * every multipart object, one per basic object, in that order) go up on
+ * at most `parallel` threads (the caller's plus up to parallel - 1
+ * started here, each borrowing its own curl handle), taking them from an
+ * atomic counter; each is retried on its own by hub_call().  The thread
+ * that sends an object's last PUT then completes and verifies it, while
+ * the others go on with the next object's parts, so a slow completion
+ * does not hold up the uploads behind it.  The first failure stops the
+ * others from taking new PUTs and is what the call returns, with its
+ * detail carried over from the thread that saw it.  Each part's ETag is
+ * kept for the completion.  One call never has more than `parallel`
+ * requests in flight.
  *
  * Retries and duplicates.  Every request here is retried like a read
  * (5xx, 408, 429, resets, timeouts), with its body sent again from the
@@ -329,167 +332,6 @@ static int put_range(struct hubfs_hub *hub, const char *url,
 	return err;
 }
 
-static int upload_basic(struct hubfs_hub *hub,
-			const struct hubfs_hub_lfs_object *obj,
-			const struct hub_lfs_action *act)
-{
-	struct hub_resp *resp = hub_resp_new();
-	int err;
-
-	if (!resp)
-		return -ENOMEM;
-	err = put_range(hub, act->href, act->headers, obj, 0, obj->size,
-			resp);
-	if (err)
-		detail_prefix("uploading", obj->sha256);
-	hubfs_free(resp);
-	return err;
-}
-
-/* The parts of one multipart upload, shared by its threads. */
-struct part_job {
-	struct hubfs_hub *hub;
-	const struct hubfs_hub_lfs_object *obj;
-	const struct hub_lfs_action *act;
-	char **etags;			/* [i] set by the thread that sent
-					 * part i + 1, read after the join */
-	atomic_size_t next;		/* the next part to send, from 0 */
-	atomic_bool failed;
-	struct hubfs_mutex lock;	/* a leaf lock */
-	int err HUBFS_GUARDED_BY(lock);	/* the first failure */
-	char detail[HUBFS_ERR_MAX] HUBFS_GUARDED_BY(lock);
-};
-
-static int upload_part(struct part_job *j, size_t i, struct hub_resp *resp)
-{
-	const struct hub_lfs_action *act = j->act;
-	uint64_t off = (uint64_t)i * act->chunk_size;
-	uint64_t len = j->obj->size - off < act->chunk_size
-			       ? j->obj->size - off
-			       : act->chunk_size;
-	int err;
-
-	err = put_range(j->hub, act->parts[i], act->headers, j->obj, off, len,
-			resp);
-	/* The completion names each part by its ETag (S3's rule). */
-	if (!err && (!resp->etag[0] || resp->etag_bad)) {
-		hubfs_err_set("the upload server answered without a usable "
-			      "ETag");
-		err = -EIO;
-	}
-	if (!err) {
-		j->etags[i] = hubfs_strdup(resp->etag);
-		if (!j->etags[i]) {
-			hubfs_err_set("out of memory");
-			err = -ENOMEM;
-		}
-	}
-	if (err)
-		hubfs_err_set("uploading part %zu of %zu of LFS object %s: %s",
-			      i + 1, act->nparts, j->obj->sha256,
-			      hubfs_err_or("failed"));
-	return err;
-}
-
-static void part_failed(struct part_job *j, int err)
-{
-	hubfs_mutex_lock(&j->lock);
-	if (!j->err) {
-		j->err = err;
-		snprintf(j->detail, sizeof(j->detail), "%s",
-			 hubfs_err_or("failed"));
-	}
-	hubfs_mutex_unlock(&j->lock);
-	atomic_store(&j->failed, true);
-}
-
-static void *part_worker(void *arg)
-{
-	struct part_job *j = arg;
-	struct hub_resp *resp = hub_resp_new();
-	size_t i;
-
-	if (!resp) {
-		part_failed(j, -ENOMEM);
-		return NULL;
-	}
-	while (!atomic_load(&j->failed) &&
-	       (i = atomic_fetch_add(&j->next, 1)) < j->act->nparts) {
-		int err = upload_part(j, i, resp);
-
-		if (err) {
-			part_failed(j, err);
-			break;
-		}
-	}
-	hubfs_free(resp);
-	return NULL;
-}
-
-/* Send the parts on up to @parallel threads; 0 once all are stored. */
-static int send_parts(struct part_job *j, unsigned int parallel)
-{
-	pthread_t tids[HUB_PARALLEL_MAX];
-	size_t want = j->act->nparts < parallel ? j->act->nparts : parallel;
-	size_t started = 0;
-	int err;
-
-	/* Fewer threads than asked (even none) only means a slower upload. */
-	while (started + 1 < want &&
-	       pthread_create(&tids[started], NULL, part_worker, j) == 0)
-		started++;
-	part_worker(j);
-	for (size_t t = 0; t < started; t++)
-		pthread_join(tids[t], NULL);
-	hubfs_mutex_lock(&j->lock);
-	err = j->err;
-	if (err)
-		hubfs_err_set("%s", j->detail);
-	hubfs_mutex_unlock(&j->lock);
-	return err;
-}
-
-static int upload_multipart(struct hubfs_hub *hub,
-			    const struct hubfs_hub_lfs_object *obj,
-			    const struct hub_lfs_action *act,
-			    unsigned int parallel)
-{
-	struct part_job j = { .hub = hub, .obj = obj, .act = act,
-			      .lock = HUBFS_MUTEX_INIT };
-	struct hubfs_buf send = HUBFS_BUF_INIT(SEND_MAX);
-	struct hubfs_buf answer = HUBFS_BUF_INIT(HUB_JSON_MAX);
-	struct hub_errctx ctx = { .repo = hub->repo_desc, .write = true };
-	int err;
-
-	j.etags = hubfs_calloc(act->nparts, sizeof(*j.etags));
-	if (!j.etags) {
-		hubfs_err_set("out of memory");
-		err = -ENOMEM;
-		goto out;
-	}
-	err = send_parts(&j, parallel);
-	if (err)
-		goto out;
-	err = hub_lfs_complete_body(&send, obj->sha256, j.etags, act->nparts);
-	if (err) {
-		build_error(err, "multipart completion");
-		goto out;
-	}
-	/* A signed Hub URL: huggingface_hub's lfs.py sends no token. */
-	err = post_json(hub, act->href, &send, LFS_TYPE, false, NULL, &ctx,
-			&answer);
-	if (err)
-		detail_prefix("completing the upload of", obj->sha256);
-out:
-	for (size_t i = 0; j.etags && i < act->nparts; i++)
-		hubfs_free(j.etags[i]);
-	hubfs_free(j.etags);
-	hubfs_buf_free(&answer);
-	hubfs_buf_free(&send);
-	hubfs_mutex_destroy(&j.lock);
-	return err;
-}
-
 static int verify(struct hubfs_hub *hub, const struct hubfs_hub_lfs_object *obj,
 		  const struct hub_lfs_action *act)
 {
@@ -510,6 +352,237 @@ static int verify(struct hubfs_hub *hub, const struct hubfs_hub_lfs_object *obj,
 out:
 	hubfs_buf_free(&answer);
 	hubfs_buf_free(&send);
+	return err;
+}
+
+/* The multipart completion of @obj, its parts' ETags in @etags. */
+static int complete(struct hubfs_hub *hub,
+		    const struct hubfs_hub_lfs_object *obj,
+		    const struct hub_lfs_action *act, char *const *etags)
+{
+	struct hubfs_buf send = HUBFS_BUF_INIT(SEND_MAX);
+	struct hubfs_buf answer = HUBFS_BUF_INIT(HUB_JSON_MAX);
+	struct hub_errctx ctx = { .repo = hub->repo_desc, .write = true };
+	int err;
+
+	err = hub_lfs_complete_body(&send, obj->sha256, etags, act->nparts);
+	if (err) {
+		build_error(err, "multipart completion");
+		goto out;
+	}
+	/* A signed Hub URL: huggingface_hub's lfs.py sends no token. */
+	err = post_json(hub, act->href, &send, LFS_TYPE, false, NULL, &ctx,
+			&answer);
+	if (err)
+		detail_prefix("completing the upload of", obj->sha256);
+out:
+	hubfs_buf_free(&answer);
+	hubfs_buf_free(&send);
+	return err;
+}
+
+/*
+ * The uploads of one batch answer, shared by their threads.  The work is
+ * a list of items taken in order from one counter: the parts of the
+ * first object to send, then those of the next, a basic upload being one
+ * item (its whole PUT).  The thread that sends an object's last item
+ * then completes the object (multipart) and verifies it (when asked),
+ * while the others go on with the next object's parts: a completion,
+ * which the server may take a while over (it joins the parts), does not
+ * hold up the uploads behind it.  At most `parallel` requests are in
+ * flight.
+ */
+struct up_obj {
+	const struct hubfs_hub_lfs_object *obj;
+	const struct hub_lfs_action *act;
+	size_t first;			/* its first item */
+	size_t items;			/* its parts, or 1 (basic) */
+	atomic_size_t left;		/* items not yet sent */
+	char **etags;			/* multipart: [i] set by the thread
+					 * that sent part i + 1, read by the
+					 * one that took left to 0 */
+};
+
+struct up_job {
+	struct hubfs_hub *hub;
+	struct up_obj *objs;
+	size_t nobj, nitems;
+	atomic_size_t next;		/* the next item to send */
+	atomic_bool failed;
+	struct hubfs_mutex lock;	/* a leaf lock */
+	int err HUBFS_GUARDED_BY(lock);	/* the first failure */
+	bool refused HUBFS_GUARDED_BY(lock);	/* an upload server's 403 */
+	char detail[HUBFS_ERR_MAX] HUBFS_GUARDED_BY(lock);
+};
+
+/* Send part @p of @o (the whole object for a basic upload). */
+static int up_send(struct up_job *j, struct up_obj *o, size_t p,
+		   struct hub_resp *resp)
+{
+	const struct hub_lfs_action *act = o->act;
+	uint64_t off = (uint64_t)p * act->chunk_size, len;
+	int err;
+
+	if (!act->chunk_size) {
+		err = put_range(j->hub, act->href, act->headers, o->obj, 0,
+				o->obj->size, resp);
+		if (err)
+			detail_prefix("uploading", o->obj->sha256);
+		return err;
+	}
+	len = o->obj->size - off < act->chunk_size ? o->obj->size - off
+						   : act->chunk_size;
+	err = put_range(j->hub, act->parts[p], act->headers, o->obj, off, len,
+			resp);
+	/* The completion names each part by its ETag (S3's rule). */
+	if (!err && (!resp->etag[0] || resp->etag_bad)) {
+		hubfs_err_set("the upload server answered without a usable "
+			      "ETag");
+		err = -EIO;
+	}
+	if (!err) {
+		o->etags[p] = hubfs_strdup(resp->etag);
+		if (!o->etags[p]) {
+			hubfs_err_set("out of memory");
+			err = -ENOMEM;
+		}
+	}
+	if (err)
+		hubfs_err_set("uploading part %zu of %zu of LFS object %s: %s",
+			      p + 1, act->nparts, o->obj->sha256,
+			      hubfs_err_or("failed"));
+	return err;
+}
+
+/* Keep the first failure; @upload: it came from an upload server (its
+ * 403 then means a signed URL expired). */
+static void up_failed(struct up_job *j, int err, bool upload)
+{
+	hubfs_mutex_lock(&j->lock);
+	if (!j->err) {
+		j->err = err;
+		j->refused = upload && err == -EACCES;
+		snprintf(j->detail, sizeof(j->detail), "%s",
+			 hubfs_err_or("failed"));
+	}
+	hubfs_mutex_unlock(&j->lock);
+	atomic_store(&j->failed, true);
+}
+
+static void *up_worker(void *arg)
+{
+	struct up_job *j = arg;
+	struct hub_resp *resp = hub_resp_new();
+	size_t k, o = 0;
+	int err;
+
+	if (!resp) {
+		up_failed(j, -ENOMEM, false);
+		return NULL;
+	}
+	/* A thread's items come in increasing order: its object only
+	 * moves forward. */
+	while (!atomic_load(&j->failed) &&
+	       (k = atomic_fetch_add(&j->next, 1)) < j->nitems) {
+		struct up_obj *u;
+
+		while (k >= j->objs[o].first + j->objs[o].items)
+			o++;
+		u = &j->objs[o];
+		err = up_send(j, u, k - u->first, resp);
+		if (err) {
+			up_failed(j, err, true);
+			break;
+		}
+		if (atomic_fetch_sub(&u->left, 1) != 1)
+			continue;
+		if (u->act->chunk_size) {
+			err = complete(j->hub, u->obj, u->act, u->etags);
+			if (err) {
+				up_failed(j, err, true);
+				break;
+			}
+		}
+		if (u->act->verify) {
+			err = verify(j->hub, u->obj, u->act);
+			if (err) {
+				up_failed(j, err, false);
+				break;
+			}
+		}
+	}
+	hubfs_free(resp);
+	return NULL;
+}
+
+/*
+ * Upload the objects of @objs whose action asks for it, on up to
+ * @parallel threads (the caller's and up to @parallel - 1 started here).
+ * *@refused is set when the failure was an upload server refusing its
+ * signed URL.
+ */
+static int upload_all(struct hubfs_hub *hub,
+		      const struct hubfs_hub_lfs_object *objs,
+		      const struct hub_lfs_action *acts, size_t n,
+		      unsigned int parallel, bool *refused)
+{
+	struct up_job j = { .hub = hub, .lock = HUBFS_MUTEX_INIT };
+	pthread_t tids[HUB_PARALLEL_MAX];
+	size_t want, started = 0;
+	int err = 0;
+
+	j.objs = hubfs_calloc(n ? n : 1, sizeof(*j.objs));
+	if (!j.objs) {
+		hubfs_err_set("out of memory");
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct up_obj *u = &j.objs[j.nobj];
+
+		if (!acts[i].upload)
+			continue;	/* the Hub has it */
+		u->obj = &objs[i];
+		u->act = &acts[i];
+		u->first = j.nitems;
+		u->items = acts[i].chunk_size ? acts[i].nparts : 1;
+		atomic_init(&u->left, u->items);
+		if (acts[i].chunk_size) {
+			u->etags = hubfs_calloc(acts[i].nparts,
+						sizeof(*u->etags));
+			if (!u->etags) {
+				hubfs_err_set("out of memory");
+				err = -ENOMEM;
+				goto out;
+			}
+		}
+		j.nitems += u->items;
+		j.nobj++;
+	}
+	want = j.nitems < parallel ? j.nitems : parallel;
+	/* Fewer threads than asked (even none) only means a slower upload. */
+	while (started + 1 < want &&
+	       pthread_create(&tids[started], NULL, up_worker, &j) == 0)
+		started++;
+	if (j.nitems)
+		up_worker(&j);
+	for (size_t t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	hubfs_mutex_lock(&j.lock);
+	err = j.err;
+	if (err) {
+		hubfs_err_set("%s", j.detail);
+		*refused = j.refused;
+	}
+	hubfs_mutex_unlock(&j.lock);
+out:
+	for (size_t i = 0; j.objs && i < j.nobj; i++) {
+		for (size_t p = 0; j.objs[i].etags && p < j.objs[i].items; p++)
+			hubfs_free(j.objs[i].etags[p]);
+		hubfs_free(j.objs[i].etags);
+	}
+	hubfs_free(j.objs);
+	hubfs_mutex_destroy(&j.lock);
 	return err;
 }
 
@@ -541,19 +614,8 @@ static int lfs_batch(struct hubfs_hub *hub, const char *url,
 		err = hub_parse_lfs_batch(&acts, answer.data, answer.len, objs,
 					  n);
 	hubfs_buf_free(&answer);	/* before the uploads, not after */
-	for (size_t i = 0; !err && i < n; i++) {
-		if (!acts[i].upload)
-			continue;	/* the Hub has it */
-		if (acts[i].chunk_size)
-			err = upload_multipart(hub, &objs[i], &acts[i],
-					       parallel);
-		else
-			err = upload_basic(hub, &objs[i], &acts[i]);
-		if (err == -EACCES)
-			*refused = true;
-		if (!err && acts[i].verify)
-			err = verify(hub, &objs[i], &acts[i]);
-	}
+	if (!err)
+		err = upload_all(hub, objs, acts, n, parallel, refused);
 out:
 	hub_lfs_actions_free(acts, n);
 	hubfs_buf_free(&answer);

@@ -373,6 +373,43 @@ def test_multipart_parts_go_in_parallel(hub, w):
     assert not [e for e in log if e["route"] == "cdn-put"]
 
 
+def test_a_completion_does_not_hold_up_the_next_object(hub, w):
+    """The thread that sends an object's last part completes it, while the
+    others send the next object's parts; each object is still completed
+    after all of its own parts, and no more than `parallel` requests are
+    ever in flight."""
+    hub.admin("POST", "/config", {"multipart_threshold": MiB,
+                                  "multipart_chunk": 256 * 1024})
+    hub.admin("POST", "/faults", {"route": "lfs-complete", "action": "stall",
+                                  "seconds": 0.8, "name": "slow-complete"})
+    repo = new_repo(hub)
+    files = {"a.bin": os.urandom(8 * 256 * 1024),
+             "b.bin": os.urandom(8 * 256 * 1024 + 7),
+             "c.bin": os.urandom(6 * 256 * 1024 - 3)}
+    seq = hub.mark()
+    r = probe(hub.url, repo, *w.args(head(hub, repo), sorted(files.items()),
+                                     parallel=4))
+    assert r.rc == 0, r
+    assert_committed(hub, repo, r.out.decode().strip(), files)
+    log = hub.log_since(seq)
+    puts = [e for e in log if e["route"] == "cdn-part"]
+    completes = [e for e in log if e["route"] == "lfs-complete"]
+    assert len(completes) == 3 and len(puts) == 8 + 9 + 6
+    end = lambda e: e["ts"] + e["ms"] / 1000.0	# noqa: E731
+    overlapped = 0
+    for c in completes:
+        oid = c["path"].rsplit("/", 1)[1]
+        own = [e for e in puts if "/%s/" % oid in e["path"]]
+        assert own and c["ts"] >= max(end(e) for e in own) - 0.01
+        # Parts of another object went up while this one was completed.
+        overlapped += any(e["ts"] < end(c) and end(e) > c["ts"]
+                          for e in puts if e not in own)
+    assert overlapped >= 1
+    busy = [e for e in log if e["route"] in ("cdn-part", "lfs-complete",
+                                              "lfs-verify")]
+    assert max_overlap(busy) <= 4
+
+
 def test_multipart_memory_does_not_grow_with_the_object(hub, w):
     hub.admin("POST", "/config", {"multipart_threshold": 8 * MiB,
                                   "multipart_chunk": 32 * MiB})
