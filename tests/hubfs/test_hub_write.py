@@ -363,7 +363,7 @@ def test_multipart_parts_go_in_parallel(hub, w):
     assert sorted(e["path"] for e in parts) == sorted(
         "/upload/%s/part/%d" % (oid, i) for i in range(1, 11))
     assert all(e["status"] == 200 and not e["auth"] for e in parts)
-    assert 3 <= max_overlap(parts) <= 4
+    assert 3 <= max_overlap(parts, slack=0.05) <= 4
     assert r.elapsed < 10 * 0.4
     done = [e["route"] for e in log if e["route"] in (
         "lfs-complete", "lfs-verify", "commit")]
