@@ -110,8 +110,10 @@
  *   conn.lock   one SQLite connection and its statements (db.c); one at a
  *               time, never across a disk sync or a callback
  *   ent.lock    an ent's gen and bitmap writes; a leaf
- * No lock is held across flock() waits, pread()/pwrite() of block data,
- * or checkpoints.
+ *   ent.wlock   one pwrite() of block data at a time per data file (the
+ *               kernel serialises them anyway); a leaf
+ * No other lock is held across flock() waits, pread()/pwrite() of block
+ * data, or checkpoints.
  */
 #include <assert.h>
 #include <errno.h>
@@ -468,6 +470,7 @@ static void ent_free(struct cache_ent *ent)
 	if (ent->fd >= 0)
 		close(ent->fd);
 	hubfs_mutex_destroy(&ent->lock);
+	hubfs_mutex_destroy(&ent->wlock);
 	hubfs_free(ent->bits);
 	hubfs_free(ent->crcs);
 	hubfs_free(ent->pages);
@@ -490,6 +493,7 @@ static struct cache_ent *ent_new(const char *key, uint64_t size)
 	ent->state = ENT_INIT;
 	ent->refs = 1;
 	(void)hubfs_mutex_init(&ent->lock); /* cannot fail: see cache_new() */
+	(void)hubfs_mutex_init(&ent->wlock);
 	words = (ent->nblocks + 63) / 64;
 	if (words) {
 		/* Large sizes cost address space, not memory: calloc maps
@@ -1293,6 +1297,7 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 			      (unsigned long long)ent->size);
 		return -EINVAL;
 	}
+	hubfs_mutex_lock(&obj->ent->wlock);
 	while (done < len) {
 		ssize_t n = pwrite(ent->fd, (const char *)buf + done,
 				   len - done, (off_t)(off + done));
@@ -1300,12 +1305,16 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
+			int err = -errno;
+
+			hubfs_mutex_unlock(&obj->ent->wlock);
 			hubfs_err_set("cache: %s: write: %s", ent->key,
-				      strerror(errno));
-			return -errno;
+				      strerror(-err));
+			return err;
 		}
 		done += (size_t)n;
 	}
+	hubfs_mutex_unlock(&obj->ent->wlock);
 	return 0;
 }
 
