@@ -684,6 +684,57 @@ static void test_cache__sums_and_rows(void)
 	free(buf);
 }
 
+/* Several blocks in one transaction: all recorded, or none when one of
+ * the sums is wrong; each one then needs no check in this process and
+ * passes the check of another. */
+static void test_cache__blocks_commit_all_or_none(void)
+{
+	const char *dir = check_path("c");
+	uint64_t size = 3 * BS + 500, idx[3] = { 0, 2, 3 };
+	struct hubfs_cache_sum sums[3];
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	unsigned char *buf = malloc(BS);
+	char key[65];
+
+	CHECK(buf != NULL);
+	make_key(key, 31);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
+	CHECK_INT(hubfs_cache_blocks_commit(obj, idx, sums, 0), 0);
+	for (size_t k = 0; k < 3; k++) {
+		size_t len = (size_t)blen(size, idx[k]);
+
+		fill(buf, len, 31, idx[k] * BS);
+		CHECK_INT(hubfs_cache_obj_pwrite(obj, buf, len, idx[k] * BS), 0);
+		memset(&sums[k], 0, sizeof(sums[k]));
+		/* The last sum is one byte short at first. */
+		hubfs_cache_sum_add(&sums[k], buf, k == 2 ? len - 1 : len);
+	}
+	CHECK_INT(hubfs_cache_blocks_commit(obj, idx, sums, 3), -EINVAL);
+	CHECK_INT(rows_of(dir, key), 0);
+	CHECK(!hubfs_cache_block_known(obj, 0));
+	hubfs_cache_sum_add(&sums[2], buf + blen(size, 3) - 1, 1);
+	CHECK_INT(hubfs_cache_blocks_commit(obj, idx, sums, 3), 0);
+	CHECK_INT(rows_of(dir, key), 3);
+	CHECK_UINT(used_bytes(cache), 2 * BS + 500);
+	CHECK(hubfs_cache_block_known(obj, 0));
+	CHECK(!hubfs_cache_block_known(obj, 1));
+	CHECK(hubfs_cache_block_known(obj, 3));
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 1), 0);
+	for (size_t k = 0; k < 3; k++) {
+		CHECK_INT(hubfs_cache_block_present(obj, idx[k]), 1);
+		CHECK_INT(check_range(obj, idx[k] * BS, blen(size, idx[k]), 31),
+			  0);
+	}
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+	free(buf);
+}
+
 /* A file holding @size bytes of the pattern @seed, open for reading. */
 static int pattern_file(const char *path, uint64_t size, unsigned seed)
 {
@@ -756,6 +807,36 @@ static void test_cache__adopt_links_the_file(void)
 	CHECK_INT(hubfs_cache_block_present(obj, 8), 0);
 	CHECK_INT(check_range(obj, 7 * BS, BS, 4), 0);
 	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
+/* An adopt records its blocks in runs: a file of several runs, the
+ * last one short, ends with every block present and checked by another
+ * process. */
+static void test_cache__adopt_records_every_run(void)
+{
+	const char *dir = check_path("c");
+	uint64_t nblocks = 150, size = nblocks * BS - 7;
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	char key[65];
+	int fd;
+
+	make_key(key, 32);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 2 * nblocks * BS), 0);
+	fd = pattern_file(check_path("c/stage-r"), size, 32);
+	CHECK(fd >= 0);
+	CHECK_INT(hubfs_cache_adopt(cache, key, size, fd, true), 0);
+	close(fd);
+	CHECK_INT(unlink(check_path("c/stage-r")), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
+	for (uint64_t i = 0; i < nblocks; i++)
+		CHECK_INT(hubfs_cache_block_present(obj, i), 1);
+	CHECK_INT(check_range(obj, 0, size, 32), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(rows_of(dir, key), (long long)nblocks);
+	CHECK_UINT(used_bytes(cache), size);
 	hubfs_cache_close(cache);
 }
 
@@ -2005,6 +2086,8 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__rows_without_pages_are_checked_whole),
 	CHECK_TEST(test_cache__sums_and_rows),
 	CHECK_TEST(test_cache__adopt_links_the_file),
+	CHECK_TEST(test_cache__adopt_records_every_run),
+	CHECK_TEST(test_cache__blocks_commit_all_or_none),
 	CHECK_TEST(test_cache__corrupt_deleted),
 	CHECK_TEST(test_cache__wrong_crc_or_length),
 	CHECK_TEST(test_cache__commit_needs_no_check),
