@@ -82,13 +82,11 @@ static void content_set(struct fs_content *c, struct fs_tree *tree,
 	c->node = node;
 }
 
-void fs_stage_put(struct fs_work *w, struct fs_stage *st)
+/* Free @st, whose locks are initialised, and close its file. */
+static void stage_free(struct fs_stage *st)
 {
-	if (!st || --st->refs > 0)
-		return;
-	if (st->orphan)
-		hubfs_journal_stage_unlink(w->journal, st->name);
-	close(st->fd);
+	if (st->fd >= 0)
+		close(st->fd);
 	content_set(&st->base, NULL, NULL);
 	hubfs_free(st->filled);
 	EVP_MD_CTX_free(st->sha);
@@ -96,6 +94,15 @@ void fs_stage_put(struct fs_work *w, struct fs_stage *st)
 	pthread_mutex_destroy(&st->sha_lock);
 	pthread_cond_destroy(&st->sha_cond);
 	hubfs_free(st);
+}
+
+void fs_stage_put(struct fs_work *w, struct fs_stage *st)
+{
+	if (!st || --st->refs > 0)
+		return;
+	if (st->orphan)
+		hubfs_journal_stage_unlink(w->journal, st->name);
+	stage_free(st);
 }
 
 /* The locks of a new stage @st. */
@@ -1508,6 +1515,17 @@ static struct fs_wnode *replay_parent(struct fs_work *w, const char *path,
 	return d;
 }
 
+/* A change that cannot be restored leaves no trace in the tree: a file
+ * @made for it goes (an empty file in its place would be committed as
+ * the change).  Its journal row stays, listed as pending. */
+static void replay_unmake(struct fs_work *w, struct fs_wnode *n, bool made)
+{
+	if (made) {
+		kid_remove(n);
+		wnode_put_locked(w, n);
+	}
+}
+
 static int replay_row(void *arg, const struct hubfs_jchange *c)
 {
 	struct replay *rp = arg;
@@ -1516,6 +1534,7 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 	struct fs_stage *st = NULL;
 	const char *leaf;
 	struct stat sb;
+	bool made = false;
 	int err = 0;
 
 	if (c->deleted != rp->deletions)
@@ -1554,6 +1573,7 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 				wnode_put_locked(w, n);
 			return -ENOMEM;
 		}
+		made = true;
 	}
 	if (c->stage[0]) {
 		st = hubfs_calloc(1, sizeof(*st));
@@ -1582,11 +1602,8 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 			hlog(LOG_ERR, "%s: cannot restore the staged content "
 			     "of %s: %s", w->label, c->path,
 			     hubfs_err_or(strerror(-err)));
-			if (st->fd >= 0)
-				close(st->fd);
-			content_set(&st->base, NULL, NULL);
-			hubfs_free(st->filled);
-			hubfs_free(st);
+			stage_free(st);
+			replay_unmake(w, n, made);
 			rp->skipped++;
 			return 0;
 		}
@@ -1602,6 +1619,7 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 		if (err) {
 			hlog(LOG_ERR, "%s: cannot restore the change to %s: %s",
 			     w->label, c->path, hubfs_err_or(strerror(-err)));
+			replay_unmake(w, n, made);
 			rp->skipped++;
 			return 0;
 		}

@@ -88,6 +88,33 @@ def test_kill_while_writing_keeps_what_was_written(hub, repo, mount_factory,
     assert_on_branch(hub, repo, {"partial.bin": data})
 
 
+def test_a_lost_staged_file_is_reported_and_the_rest_restored(
+        hub, repo, mount_factory, tmp_path):
+    cache = str(tmp_path / "cache")
+    m = mount_factory(hub, repo, "commit_delay=600000", token=WRITE,
+                      cache_dir=cache)
+    kept, lost = os.urandom(MiB + 3), os.urandom(2 * MiB + 7)
+    write(m.path("kept.bin"), kept)
+    write(m.path("lost.bin"), lost)
+    m.kill()
+    # The staged copy of lost.bin disappears while nothing is mounted.
+    staged = [os.path.join(d, f) for d, _, fs in
+              os.walk(os.path.join(cache, "staging")) for f in fs
+              if os.path.getsize(os.path.join(d, f)) == len(lost)]
+    assert len(staged) == 1, staged
+    os.unlink(staged[0])
+    m2 = mount_factory(hub, repo, token=WRITE, cache_dir=cache)
+    assert "cannot restore the staged content of lost.bin" in m2.errors()
+    assert read(m2.path("kept.bin")) == kept
+    assert not os.path.exists(m2.path("lost.bin"))
+    assert "modified lost.bin" in pending(m2)
+    fsync(m2.mnt)
+    assert_on_branch(hub, repo, {"kept.bin": kept})
+    assert "lost.bin" not in tree(hub, repo)
+    # The lost change stays listed, not silently dropped.
+    assert pending(m2) == ["modified lost.bin"]
+
+
 # (name, fault rule): the daemon is killed while this request is held.
 # A stall with after_bytes 0 holds the request before the Hub handles it;
 # with after_bytes 1 the Hub has handled it and the answer is held.
