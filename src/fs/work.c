@@ -1516,8 +1516,8 @@ static struct fs_wnode *replay_parent(struct fs_work *w, const char *path,
 }
 
 /* A change that cannot be restored leaves no trace in the tree: a file
- * @made for it goes (an empty file in its place would be committed as
- * the change).  Its journal row stays, listed as pending. */
+ * @made for it goes, or it would show as an empty file where the change
+ * wrote its bytes.  Its journal row stays, listed as pending. */
 static void replay_unmake(struct fs_work *w, struct fs_wnode *n, bool made)
 {
 	if (made) {
