@@ -198,10 +198,11 @@ int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
  * without copying it: it is linked in, and each block recorded with a
  * CRC of its bytes read back.  The caller must never write to @fd again.
  * @verified: the caller hashed these very bytes against @key.  -EEXIST
- * when the key already has a data file, -EXDEV (or another -errno from
- * link()) when the file cannot be linked there: copy the bytes instead.
- * On a later failure the blocks recorded so far stay and the rest are
- * released.
+ * when the key already has a data file, -EXDEV when the file cannot be
+ * linked there (any reason): then nothing was done, and the caller may
+ * copy the bytes instead.  Any other error may come after the link: the
+ * blocks recorded so far stay and the rest are released (punched out of
+ * @fd's file), so the caller must not read the content from @fd again.
  */
 int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
 		      uint64_t size, int fd, bool verified);

@@ -1387,26 +1387,33 @@ int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
 	crcs = n == 1 ? &one : hubfs_malloc(n * sizeof(*crcs));
 	if (!crcs)
 		return -ENOMEM;
+	/* Every sum is checked before the index is locked. */
+	for (size_t k = 0; k < n; k++) {
+		unsigned int nbytes;
+		int64_t crc = block_blob(ent, idx[k], &sums[k], blob, &nbytes);
+
+		if (crc < 0) {
+			if (crcs != &one)
+				hubfs_free(crcs);
+			return (int)crc;
+		}
+		crcs[k] = (uint32_t)crc;
+	}
 	gen = ent_gen(ent);
 	c = &cache->conn[CONN_BLOCKS];
 	hubfs_mutex_lock(&c->lock);
 	err = cache_begin(c);
 	for (size_t k = 0; !err && k < n; k++) {
 		unsigned int nbytes = 0;
-		int64_t crc = block_blob(ent, idx[k], &sums[k], blob, &nbytes);
 		sqlite3_stmt *st;
 
-		if (crc < 0) {
-			err = (int)crc;
-			break;
-		}
-		crcs[k] = (uint32_t)crc;
+		(void)block_blob(ent, idx[k], &sums[k], blob, &nbytes);
 		err = cache_stmt_text(&st, c, STMT_BLOCK_PUT, ent->key, NULL);
 		if (err)
 			break;
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)idx[k]);
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)block_len(ent, idx[k]));
-		sqlite3_bind_int64(st, 4, crc);
+		sqlite3_bind_int64(st, 4, crcs[k]);
 		sqlite3_bind_int64(st, 5, cache_now_ms());
 		sqlite3_bind_blob(st, 6, blob, (int)nbytes, SQLITE_STATIC);
 		err = cache_exec(c, st);
@@ -1451,6 +1458,12 @@ static void release_unrecorded(struct hubfs_cache_obj *obj, uint64_t from)
 					(off_t)block_len(obj->ent, i));
 }
 
+/* An error of an adopt after the link: never one that says "copy". */
+static int adopt_err(int err)
+{
+	return err == -EEXIST || err == -EXDEV ? -EIO : err;
+}
+
 /* Make room for, then record, @n blocks read back by an adopt.  When
  * they do not all fit, as many as fit are kept, one by one. */
 static int adopt_record(struct hubfs_cache_obj *obj, const uint64_t *idx,
@@ -1459,8 +1472,11 @@ static int adopt_record(struct hubfs_cache_obj *obj, const uint64_t *idx,
 {
 	int err = hubfs_cache_reserve(obj->cache, bytes);
 
+	/* The commit's own eviction may also find the room taken. */
+	if (!err)
+		err = hubfs_cache_blocks_commit(obj, idx, sums, n);
 	if (err != -ENOSPC)
-		return err ? err : hubfs_cache_blocks_commit(obj, idx, sums, n);
+		return err;
 	for (size_t k = 0; k < n; k++) {
 		err = hubfs_cache_reserve(obj->cache, sums[k].len);
 		if (!err)
@@ -1496,11 +1512,19 @@ int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
 		return -errno;
 	if ((uint64_t)a.st_size != size)
 		return -EINVAL;
-	if (linkat(AT_FDCWD, proc, cache->data_fd, rel, AT_SYMLINK_FOLLOW) < 0)
-		return -errno;
+	if (linkat(AT_FDCWD, proc, cache->data_fd, rel, AT_SYMLINK_FOLLOW) < 0) {
+		if (errno == EEXIST)
+			return -EEXIST;
+		hubfs_err_set("cache: %s: cannot link the file in: %s", key,
+			      strerror(errno));
+		return -EXDEV;
+	}
+	/* From here on the cache may release blocks of the file (this
+	 * function on failure, or a sweep): no error may tell the caller
+	 * to copy from it. */
 	err = hubfs_cache_obj_open(&obj, cache, key, size);
 	if (err)
-		return err;	/* no rows: the file is swept */
+		return adopt_err(err);	/* no rows: the file is swept */
 	/* An evictor or a sweep may have taken the name in between, and
 	 * the open made a new file. */
 	if (fstat(obj->ent->fd, &b) < 0 || a.st_ino != b.st_ino ||
@@ -1543,7 +1567,7 @@ int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
 	hubfs_free(sums);
 	hubfs_free(buf);
 	hubfs_cache_obj_close(obj);
-	return err;
+	return adopt_err(err);
 }
 
 /* --- LRU touches ------------------------------------------------------- */

@@ -470,10 +470,17 @@ static void cache_import(struct fs_commit_state *cs, struct fs_stage *st,
 	char *buf;
 	uint64_t i, n = (size + CBS - 1) / CBS;
 
-	/* Hashed just now, from these very bytes. */
-	if (detached && hubfs_cache_adopt(cs->cache, key, size, st->fd,
-					  true) == 0)
-		return;
+	if (detached) {
+		/* Hashed just now, from these very bytes. */
+		int err = hubfs_cache_adopt(cs->cache, key, size, st->fd,
+					    true);
+
+		/* Only an adopt that did nothing leaves the stage's bytes
+		 * whole: after a later failure, blocks it could not record
+		 * are holes, and copying them would cache zeros. */
+		if (err != -EEXIST && err != -EXDEV)
+			return;
+	}
 	if (size == 0 || hubfs_cache_obj_open(&obj, cs->cache, key, size) != 0)
 		return;
 	buf = hubfs_malloc(CBS);

@@ -1515,9 +1515,10 @@ static struct fs_wnode *replay_parent(struct fs_work *w, const char *path,
 	return d;
 }
 
-/* A change that cannot be restored leaves no trace in the tree: a file
- * @made for it goes, or it would show as an empty file where the change
- * wrote its bytes.  Its journal row stays, listed as pending. */
+/* A change that cannot be restored is not shown: a file @made for it
+ * goes, or it would show as an empty file where the change wrote its
+ * bytes (directories made on its path stay, empty).  Its journal row
+ * stays, listed as pending. */
 static void replay_unmake(struct fs_work *w, struct fs_wnode *n, bool made)
 {
 	if (made) {

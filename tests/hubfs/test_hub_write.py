@@ -401,6 +401,7 @@ def test_a_completion_does_not_hold_up_the_next_object(hub, w):
     puts = [e for e in log if e["route"] == "cdn-part"]
     completes = [e for e in log if e["route"] == "lfs-complete"]
     assert len(completes) == 3 and len(puts) == 8 + 9 + 6
+
     def end(e):
         return e["ts"] + e["ms"] / 1000.0
 

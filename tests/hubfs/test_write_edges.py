@@ -190,3 +190,22 @@ def test_a_file_the_hub_ignores_fails_the_commit_and_stays(
     assert len(commits(hub, repo)) == n0 + 1
     t = tree(hub, repo)
     assert "scratch.txt" in t and "kept.txt" in t and "scratch.tmp" not in t
+
+
+def test_a_committed_file_larger_than_the_cache_reads_back_whole(
+        hub, repo, mount_factory, tmp_path):
+    # Taking the landed file into a 4 MiB cache fails part way: the
+    # blocks that fit are kept, the rest released.  No block may then be
+    # filled from what was released.
+    cache = str(tmp_path / "cache")
+    m = mount_factory(hub, repo, "cache_size=4M", token=WRITE,
+                      cache_dir=cache)
+    data = os.urandom(9 * MiB + 123)
+    write(m.path("big.bin"), data)
+    fsync(m.path("big.bin"))
+    assert tree(hub, repo)["big.bin"]["size"] == len(data)
+    assert read(m.path("big.bin")) == data
+    m.stop()
+    m2 = mount_factory(hub, repo, "cache_size=4M", token=WRITE,
+                       cache_dir=cache)
+    assert read(m2.path("big.bin")) == data

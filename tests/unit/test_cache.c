@@ -763,7 +763,7 @@ static void test_cache__adopt_links_the_file(void)
 	struct hubfs_cache_obj *obj;
 	struct stat a, b;
 	char key[65], other[65], path[512];
-	int fd, fd2;
+	int fd, fd2, err;
 
 	make_key(key, 21);
 	make_key(other, 22);
@@ -771,6 +771,14 @@ static void test_cache__adopt_links_the_file(void)
 	fd = pattern_file(check_path("c/stage-a"), size, 9);
 	CHECK(fd >= 0);
 	CHECK_INT(hubfs_cache_adopt(cache, key, size + 1, fd, true), -EINVAL);
+	/* A file that cannot be linked (it has no name left): -EXDEV, and
+	 * nothing done, so the caller may copy it. */
+	fd2 = pattern_file(check_path("c/stage-x"), size, 9);
+	CHECK(fd2 >= 0);
+	CHECK_INT(unlink(check_path("c/stage-x")), 0);
+	CHECK_INT(hubfs_cache_adopt(cache, key, size, fd2, true), -EXDEV);
+	CHECK_INT(rows_of(dir, key), 0);
+	close(fd2);
 	CHECK_INT(hubfs_cache_adopt(cache, key, size, fd, true), 0);
 	data_path(path, sizeof(path), dir, key);
 	CHECK_INT(fstat(fd, &a), 0);
@@ -792,10 +800,12 @@ static void test_cache__adopt_links_the_file(void)
 	CHECK_INT(check_range(obj, 0, size, 9), 0);
 	hubfs_cache_obj_close(obj);
 	/* More than the cache may hold: the blocks that fit are kept (the
-	 * older object evicted for them), the rest punched out. */
+	 * older object evicted for them), the rest punched out; the error
+	 * is not one that lets the caller copy from the punched file. */
 	fd = pattern_file(check_path("c/stage-c"), 9 * BS, 4);
 	CHECK(fd >= 0);
-	CHECK(hubfs_cache_adopt(cache, other, 9 * BS, fd, false) < 0);
+	err = hubfs_cache_adopt(cache, other, 9 * BS, fd, false);
+	CHECK(err < 0 && err != -EEXIST && err != -EXDEV);
 	CHECK_INT(rows_of(dir, other), 8);
 	CHECK_UINT(used_bytes(cache), 8 * BS);
 	CHECK_INT(fstat(fd, &a), 0);
@@ -829,7 +839,8 @@ static void test_cache__adopt_records_every_run(void)
 	CHECK_INT(hubfs_cache_adopt(cache, key, size, fd, true), 0);
 	close(fd);
 	CHECK_INT(unlink(check_path("c/stage-r")), 0);
-	CHECK_INT(reopen(&cache, dir), 0);
+	hubfs_cache_close(cache);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 2 * nblocks * BS), 0);
 	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, size), 0);
 	for (uint64_t i = 0; i < nblocks; i++)
 		CHECK_INT(hubfs_cache_block_present(obj, i), 1);
