@@ -1340,33 +1340,36 @@ void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,
 	sum->len += len;	/* past the block: the commit refuses it */
 }
 
-/* Pack @sum's page CRCs into @blob, little-endian; returns the block's
- * CRC, or -EINVAL (logged) when @sum does not cover block @idx. */
-static int64_t block_blob(const struct cache_ent *ent, uint64_t idx,
-			  const struct hubfs_cache_sum *sum,
-			  unsigned char blob[4 * HUBFS_CACHE_PAGES],
-			  unsigned int *nbytes)
+/* 0, or -EINVAL (logged) when @sum does not cover block @idx. */
+static int sum_check(const struct cache_ent *ent, uint64_t idx,
+		     const struct hubfs_cache_sum *sum)
 {
-	uint64_t len;
-	unsigned int n;
-
 	if (idx >= ent->nblocks)
 		return bad_index(ent, idx);
-	len = block_len(ent, idx);
-	if (sum->len != len) {
+	if (sum->len != block_len(ent, idx)) {
 		hubfs_err_set("cache: %s: block %llu of %llu bytes committed "
 			      "with %llu",
 			      ent->key, (unsigned long long)idx,
-			      (unsigned long long)len,
+			      (unsigned long long)block_len(ent, idx),
 			      (unsigned long long)sum->len);
 		return -EINVAL;
 	}
-	n = page_count(len);
+	return 0;
+}
+
+/* Pack the page CRCs of @sum, checked, into @blob, little-endian;
+ * returns the block's CRC and sets *@nbytes. */
+static uint32_t block_blob(const struct hubfs_cache_sum *sum,
+			   unsigned char blob[4 * HUBFS_CACHE_PAGES],
+			   unsigned int *nbytes)
+{
+	unsigned int n = page_count(sum->len);
+
 	for (unsigned int i = 0; i < n; i++)
 		for (unsigned int b = 0; b < 4; b++)
 			blob[4 * i + b] = (unsigned char)(sum->page[i] >> 8 * b);
 	*nbytes = 4 * n;
-	return pages_crc(sum->page, n, len);
+	return pages_crc(sum->page, n, sum->len);
 }
 
 int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
@@ -1382,23 +1385,15 @@ int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
 	uint32_t one, *crcs;
 	int err = 0;
 
+	/* Every sum is checked before the index is locked. */
+	for (size_t k = 0; k < n; k++)
+		if ((err = sum_check(ent, idx[k], &sums[k])) != 0)
+			return err;
 	if (n == 0)
 		return 0;
 	crcs = n == 1 ? &one : hubfs_malloc(n * sizeof(*crcs));
 	if (!crcs)
 		return -ENOMEM;
-	/* Every sum is checked before the index is locked. */
-	for (size_t k = 0; k < n; k++) {
-		unsigned int nbytes;
-		int64_t crc = block_blob(ent, idx[k], &sums[k], blob, &nbytes);
-
-		if (crc < 0) {
-			if (crcs != &one)
-				hubfs_free(crcs);
-			return (int)crc;
-		}
-		crcs[k] = (uint32_t)crc;
-	}
 	gen = ent_gen(ent);
 	c = &cache->conn[CONN_BLOCKS];
 	hubfs_mutex_lock(&c->lock);
@@ -1407,7 +1402,7 @@ int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
 		unsigned int nbytes = 0;
 		sqlite3_stmt *st;
 
-		(void)block_blob(ent, idx[k], &sums[k], blob, &nbytes);
+		crcs[k] = block_blob(&sums[k], blob, &nbytes);
 		err = cache_stmt_text(&st, c, STMT_BLOCK_PUT, ent->key, NULL);
 		if (err)
 			break;
@@ -1467,11 +1462,14 @@ static int adopt_err(int err)
 /* Make room for, then record, @n blocks read back by an adopt.  When
  * they do not all fit, as many as fit are kept, one by one. */
 static int adopt_record(struct hubfs_cache_obj *obj, const uint64_t *idx,
-			const struct hubfs_cache_sum *sums, size_t n,
-			uint64_t bytes)
+			const struct hubfs_cache_sum *sums, size_t n)
 {
-	int err = hubfs_cache_reserve(obj->cache, bytes);
+	uint64_t bytes = 0;
+	int err;
 
+	for (size_t k = 0; k < n; k++)
+		bytes += sums[k].len;
+	err = hubfs_cache_reserve(obj->cache, bytes);
 	/* The commit's own eviction may also find the room taken. */
 	if (!err)
 		err = hubfs_cache_blocks_commit(obj, idx, sums, n);
@@ -1493,7 +1491,7 @@ int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
 	char rel[CACHE_REL_MAX], proc[48];
 	struct hubfs_cache_sum *sums = NULL;
 	struct hubfs_cache_obj *obj;
-	uint64_t i, from = 0, bytes = 0, idx[ADOPT_RUN];
+	uint64_t i, from = 0, idx[ADOPT_RUN];
 	struct stat a, b;
 	void *buf;
 	size_t k = 0;
@@ -1551,15 +1549,13 @@ int hubfs_cache_adopt(struct hubfs_cache *cache, const char *key,
 		memset(&sums[k], 0, sizeof(sums[k]));
 		hubfs_cache_sum_add(&sums[k], buf, len);
 		idx[k++] = i;
-		bytes += len;
 		if (k == ADOPT_RUN) {
-			err = adopt_record(obj, idx, sums, k, bytes);
+			err = adopt_record(obj, idx, sums, k);
 			k = 0;
-			bytes = 0;
 		}
 	}
 	if (!err && k)
-		err = adopt_record(obj, idx, sums, k, bytes);
+		err = adopt_record(obj, idx, sums, k);
 	if (err)
 		release_unrecorded(obj, from);
 	if (!err && verified)
