@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git git-lfs fuse3 attr curl man-db
+	util-linux-extra
 	libfuse3-dev libcurl4-openssl-dev libsqlite3-dev libjansson-dev libssl-dev
 	clang libclang-rt-14-dev
 	systemd dpkg-dev file

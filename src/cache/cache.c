@@ -1321,6 +1321,22 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 	return 0;
 }
 
+/* Both hints are best effort: a failure costs memory or time, not data,
+ * and a write error shows again at the next write or read. */
+void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
+			       uint64_t len)
+{
+	(void)sync_file_range(obj->ent->fd, (off64_t)off, (off64_t)len,
+			      SYNC_FILE_RANGE_WRITE);
+}
+
+void hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
+				   uint64_t len)
+{
+	(void)posix_fadvise(obj->ent->fd, (off_t)off, (off_t)len,
+			    POSIX_FADV_DONTNEED);
+}
+
 void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,
 			 size_t len)
 {
@@ -1382,7 +1398,7 @@ int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
 	unsigned char blob[4 * HUBFS_CACHE_PAGES];
 	uint64_t used, blocks, gen;
 	struct cache_conn *c;
-	uint32_t one, *crcs;
+	uint32_t one = 0, *crcs;	/* set for every k when err is 0 */
 	int err = 0;
 
 	/* Every sum is checked before the index is locked. */

@@ -1650,6 +1650,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
 	char nbuf[HUBFS_NAME_MAX + 1];
 	struct fs_object *obj;
+	struct fs_spent spent;
 	size_t len = 0;
 	bool hold;
 	int fd = -1, err;
@@ -1669,8 +1670,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	hold = f->w != NULL;
 	if (hold)
 		fs_object_get(obj);
-	fs_reader_advise(obj, &f->stream, (uint64_t)off, size);
+	fs_reader_advise(obj, &f->stream, (uint64_t)off, size, &spent);
 	pthread_mutex_unlock(&f->lock);
+	fs_reader_release(obj, &spent);
 	err = fs_reader_prepare(obj, (uint64_t)off, size, &fd, &len, &early);
 	if (err == 1) {
 		/* Answered from the transfer; @f may be gone already. */

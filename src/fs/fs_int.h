@@ -94,12 +94,26 @@ struct fs_object;
  */
 #define FS_STREAM_BATCH ((8u << 20) / HUBFS_CACHE_BLOCK_SIZE)
 
+/* A stream says it is done with bytes in multiples of this, and gives
+ * back pages this far behind where it had them written (stream.c). */
+#define FS_STREAM_SPENT_ALIGN ((uint64_t)2 << 20)
+#define FS_STREAM_DROP_LAG ((uint64_t)4 << 20)
+
 /* A file handle's sequential-read state (readahead). */
 struct fs_stream {
 	uint64_t next_off;	/* the end of the furthest read of the stream */
 	uint64_t seq_start;	/* where the stream began */
 	uint64_t ra_next;	/* first block readahead has not asked for */
 	uint32_t window;	/* readahead window, in blocks */
+	uint64_t written;	/* cache pages before it are written back */
+	uint64_t spent;		/* cache pages before it are given back */
+};
+
+/* What a stream is done with: the cache file's bytes whose pages to
+ * write back now, and those whose pages to give back. */
+struct fs_spent {
+	uint64_t write_from, write_to;
+	uint64_t drop_from, drop_to;
 };
 
 /*
@@ -111,6 +125,14 @@ struct fs_stream {
 void fs_stream_update(struct fs_stream *stream, uint64_t off, uint64_t end,
 		      uint64_t nblocks, uint32_t max_window, uint64_t *from,
 		      uint64_t *to);
+
+/*
+ * After fs_stream_update() for a read at @off, with the content before
+ * @checked hashed: what the stream is done with (stream.c).  Each byte is
+ * named once per stream in each of @sp's ranges, which may be empty.
+ */
+void fs_stream_spent(struct fs_stream *stream, uint64_t off,
+		     uint64_t checked, struct fs_spent *sp);
 
 /* An object's readahead for its readers together (stream.c). */
 struct fs_sweep {
@@ -170,10 +192,15 @@ void fs_object_put(struct fs_object *obj);
 /*
  * Update a file handle's sequential-read state for a read of @size bytes
  * at @off and queue readahead if the stream is sequential.  Never blocks
- * on the network.  The caller serialises calls for one @stream.
+ * on the network.  The caller serialises calls for one @stream.  Sets
+ * @spent to what the stream is done with, for fs_reader_release() once
+ * the caller has dropped its lock.
  */
 void fs_reader_advise(struct fs_object *obj, struct fs_stream *stream,
-		      uint64_t off, size_t size);
+		      uint64_t off, size_t size, struct fs_spent *spent);
+/* Write back, and give back, the cache file's pages a stream is done
+ * with. */
+void fs_reader_release(struct fs_object *obj, const struct fs_spent *spent);
 
 /*
  * A way to hand the bytes of a read over as soon as they arrive: when the

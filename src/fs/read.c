@@ -54,6 +54,11 @@
  * blocks before it present or being fetched grows the object's own
  * window (struct fs_sweep, stream.c).
  *
+ * Pages.  A sequential reader has the cache file's pages it has passed
+ * written back and then given back (fs_reader_release(); stream.c says
+ * when): their bytes are in the FUSE file's page cache by then, and a
+ * cold read of a large file would otherwise hold it in memory twice.
+ *
  * Integrity.  Each block carries a CRC checked by the cache.  Besides,
  * every object's content hash is checked against its key: sha256 for LFS
  * files, the git blob hash otherwise.  An object of up to WHOLE_MAX
@@ -124,6 +129,7 @@ struct fs_object {
 	atomic_bool hash_pending;
 	EVP_MD_CTX *md;			/* hash_lock */
 	uint64_t hash_next;		/* hash_lock: next block to hash */
+	atomic_uint_fast64_t hashed;	/* hash_next in bytes, lock-free */
 	atomic_bool verified;
 	unsigned int mismatches;	/* lock */
 };
@@ -258,6 +264,7 @@ static bool hash_finish(struct fs_object *obj)
 	EVP_MD_CTX_free(obj->md);
 	obj->md = NULL;
 	obj->hash_next = 0;
+	atomic_store(&obj->hashed, 0);
 	if (ok) {
 		atomic_store(&obj->verified, true);
 		hubfs_cache_obj_set_verified(obj->cobj);
@@ -276,6 +283,7 @@ static bool hash_advance_locked(struct fs_object *obj)
 		if (!obj->md)
 			return true;
 		obj->hash_next = 0;
+		atomic_store(&obj->hashed, 0);
 	}
 	while (obj->hash_next < obj->nblocks) {
 		uint64_t idx = obj->hash_next, done = 0, len = block_len(obj, idx);
@@ -298,6 +306,7 @@ static bool hash_advance_locked(struct fs_object *obj)
 			done += n;
 		}
 		obj->hash_next++;
+		atomic_store(&obj->hashed, obj->hash_next * BS);
 	}
 	return hash_finish(obj);
 }
@@ -1046,10 +1055,11 @@ static bool swept_before(struct fs_object *obj, uint64_t b)
 }
 
 void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
-		      uint64_t off, size_t size)
+		      uint64_t off, size_t size, struct fs_spent *spent)
 {
-	uint64_t end, from, to, asked;
+	uint64_t end, from, to, asked, checked;
 
+	*spent = (struct fs_spent){ 0 };
 	if (off >= obj->size || size == 0)
 		return;
 	if (obj->size <= WHOLE_MAX)
@@ -1057,6 +1067,9 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 	end = obj->size - off < size ? obj->size : off + size;
 	fs_stream_update(st, off, end, obj->nblocks,
 			 obj->reader->opts.max_window_blocks, &from, &to);
+	checked = atomic_load(&obj->verified) ? obj->size
+					      : atomic_load(&obj->hashed);
+	fs_stream_spent(st, off, checked, spent);
 	if (from < to) {
 		st->ra_next = queue_readahead(obj, from, to);
 		return;
@@ -1080,6 +1093,16 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 			obj->sweep.ra_next = asked;
 		pthread_mutex_unlock(&obj->lock);
 	}
+}
+
+void fs_reader_release(struct fs_object *obj, const struct fs_spent *spent)
+{
+	if (spent->write_to > spent->write_from)
+		hubfs_cache_obj_writeback(obj->cobj, spent->write_from,
+					  spent->write_to - spent->write_from);
+	if (spent->drop_to > spent->drop_from)
+		hubfs_cache_obj_release_pages(obj->cobj, spent->drop_from,
+					      spent->drop_to - spent->drop_from);
 }
 
 /* The part of block @idx a read of [@off, @end) needs: all of it unless

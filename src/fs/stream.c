@@ -21,6 +21,24 @@
  * has already asked, so that each block is considered once per
  * sequential pass.
  *
+ * A sequential stream also says which bytes it is done with, so that
+ * the reader can give back the cache file's pages under them: the FUSE
+ * reply copied them into the file's own page cache, and keeping both
+ * copies of a large file doubles its memory (and, where fresh pages are
+ * dear, its cost).  Only clean pages can be given back, so the stream
+ * first has them written: everything more than FS_STREAM_SLACK behind
+ * the read (reads just behind it may still be being answered), in file
+ * order (the fetch workers write out of order; writing their pieces back
+ * as they came cut the file into many extents).  It gives them back
+ * FS_STREAM_DROP_LAG behind that, when the disk has had time to write
+ * them, and only once the reader has hashed them (the hash reads the
+ * cache file, and would read given-back pages from disk).  written and
+ * spent say how far it has gone.  The kernel keeps a page cache folio
+ * whole when a range cuts it, and its readahead makes folios of up to
+ * 2 MiB, so both ranges end on a multiple of FS_STREAM_SPENT_ALIGN
+ * (giving back 256 KiB at a time after a remount gave back nothing).
+ * A random reader says nothing: what it skipped may be read soon.
+ *
  * A sweep is the same for one object and all its readers together:
  * loaders that share out a checkpoint's tensors (process r of N touching
  * every Nth tensor through mmap) read the file in order between them
@@ -77,6 +95,7 @@ void fs_stream_update(struct fs_stream *st, uint64_t off, uint64_t end,
 		st->ra_next = 0;
 		st->seq_start = off;
 		st->next_off = end;
+		st->written = st->spent = off;
 	} else {
 		if (end > st->next_off)
 			st->next_off = end;
@@ -85,6 +104,31 @@ void fs_stream_update(struct fs_stream *st, uint64_t off, uint64_t end,
 	}
 	window_range(st->ra_next, st->window, last, nblocks, max_window, from,
 		     to);
+}
+
+void fs_stream_spent(struct fs_stream *st, uint64_t off, uint64_t checked,
+		     struct fs_spent *sp)
+{
+	uint64_t end = off > FS_STREAM_SLACK ? off - FS_STREAM_SLACK : 0;
+
+	*sp = (struct fs_spent){ 0 };
+	if (st->window == 0)
+		return;
+	end -= end % FS_STREAM_SPENT_ALIGN;
+	if (end > st->written) {
+		sp->write_from = st->written;
+		sp->write_to = end;
+		st->written = end;
+	}
+	end = st->written > FS_STREAM_DROP_LAG ? st->written - FS_STREAM_DROP_LAG
+					       : 0;
+	if (end > checked)
+		end = checked - checked % FS_STREAM_SPENT_ALIGN;
+	if (end > st->spent) {
+		sp->drop_from = st->spent;
+		sp->drop_to = end;
+		st->spent = end;
+	}
 }
 
 void fs_sweep_update(struct fs_sweep *sw, bool behind, uint64_t last,

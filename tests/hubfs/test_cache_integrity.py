@@ -236,6 +236,47 @@ def test_memory_stays_bounded(localhub_factory, mount_factory):
     assert hwm < 64 * 1024, "peak RSS %d KiB" % hwm
 
 
+def resident(path):
+    """Bytes of @path in the kernel's page cache."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output",
+                          "RES", path], stdout=subprocess.PIPE, check=True,
+                         text=True).stdout
+    return int(out.split()[0])
+
+
+def test_a_sequential_read_gives_back_the_cache_files_pages(
+        localhub_factory, mount_factory, tmp_path):
+    """Read in order, a large file's bytes are kept in the kernel's cache
+    of the file itself; the pages of the cache file under them are given
+    back as the reader passes, both just fetched (written, then clean) and
+    after a remount (read from disk)."""
+    h = localhub_factory()
+    h.seed("seed-model", "tester/seq", "--no-history", "--shards", "1",
+           "--shard-size", "48MiB")
+    h.start()
+    want = hashlib.sha256(real_bytes(h, "tester/seq", SMALL)).digest()
+    cache = str(tmp_path / "cache")
+    data = None
+    for when in ("fetched", "after a remount"):
+        m = mount_factory(h, "tester/seq", cache_dir=cache)
+        if data:
+            fd = os.open(data, os.O_RDONLY)
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+            assert resident(data) == 0
+        got = hashlib.sha256()
+        with open(m.path(SMALL), "rb") as f:
+            while chunk := f.read(1 << 20):
+                got.update(chunk)
+        assert got.digest() == want
+        (data,) = glob.glob(os.path.join(cache, "data", "*", want.hex()))
+        # All but the last few MiB (behind the reader and the hash; the
+        # kernel keeps a folio of readahead whole when a range cuts it).
+        assert resident(data) < (8 << 20), when
+        m.stop()
+
+
 @pytest.mark.parametrize("token", [None, WRITE], ids=["read", "writable"])
 def test_exit_with_files_still_open(chub, mount_factory, token):
     """A daemon told to stop while files are open gets no release for them:

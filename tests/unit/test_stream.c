@@ -13,7 +13,9 @@
 /* The expectations below are worked out for this geometry. */
 _Static_assert(HUBFS_CACHE_BLOCK_SIZE == 256 * 1024 &&
 		       FS_STREAM_BATCH == 32 && FS_STREAM_MIN_SEQ == 2 * MiB &&
-		       FS_STREAM_SLACK == MiB,
+		       FS_STREAM_SLACK == MiB &&
+		       FS_STREAM_SPENT_ALIGN == 2 * MiB &&
+		       FS_STREAM_DROP_LAG == 4 * MiB,
 	       "recompute the expected windows and batches");
 
 /* A read of [off, off + len) of a NBLOCKS-block object. */
@@ -263,6 +265,124 @@ static void test_sweep__a_laggard_continues_a_far_read_restarts(void)
 	CHECK_UINT(from, to);		/* no batch due yet */
 }
 
+/* What a stream has said it is done with: where each range ended. */
+struct said {
+	uint64_t written, dropped;
+	unsigned int writes, drops;
+};
+
+/* Read [@from_off, @to_off) in 128 KiB reads with the content before
+ * @checked hashed; what the stream says must follow on from what it
+ * said before (@said), in whole aligned pieces, each byte once. */
+static void spend_reading(struct fs_stream *st, uint64_t from_off,
+			  uint64_t to_off, uint64_t checked,
+			  struct said *said)
+{
+	struct fs_spent sp;
+	uint64_t off, rf, rt;
+
+	said->written = st->written;
+	said->dropped = st->spent;
+	for (off = from_off; off < to_off; off += KB128) {
+		read_at(st, off, KB128, &rf, &rt);
+		queued(st, rf, rt);
+		fs_stream_spent(st, off, checked, &sp);
+		if (sp.write_to > sp.write_from) {
+			CHECK_UINT(sp.write_from, said->written);
+			CHECK_UINT(sp.write_to % FS_STREAM_SPENT_ALIGN, 0);
+			/* Behind the read: reads just before it may still be
+			 * being answered. */
+			CHECK(sp.write_to + FS_STREAM_SLACK <= off);
+			said->written = sp.write_to;
+			said->writes++;
+		} else {
+			CHECK_UINT(sp.write_to, sp.write_from);
+		}
+		if (sp.drop_to > sp.drop_from) {
+			CHECK_UINT(sp.drop_from, said->dropped);
+			CHECK_UINT(sp.drop_to % FS_STREAM_SPENT_ALIGN, 0);
+			/* Written back a while ago, and hashed. */
+			CHECK(sp.drop_to + FS_STREAM_DROP_LAG <= said->written);
+			CHECK(sp.drop_to <= checked);
+			said->dropped = sp.drop_to;
+			said->drops++;
+		} else {
+			CHECK_UINT(sp.drop_to, sp.drop_from);
+		}
+	}
+}
+
+static void test_stream__sequential_reader_spends_what_it_passed(void)
+{
+	struct fs_stream st = { 0 };
+	struct said said = { 0 };
+
+	/* Reading up to 40 MiB: all but the last slack is written back,
+	 * to the alignment below it, and given back less the lag. */
+	spend_reading(&st, 0, 40 * MiB, UINT64_MAX, &said);
+	CHECK_UINT(said.written, 38 * MiB);
+	CHECK_UINT(said.dropped, 34 * MiB);
+	CHECK(said.writes >= 10 && said.drops >= 10); /* as it goes */
+}
+
+static void test_stream__spent_waits_for_the_hash(void)
+{
+	struct fs_stream st = { 0 };
+	struct said said = { 0 };
+	struct fs_spent sp;
+	uint64_t from, to;
+
+	spend_reading(&st, 0, 20 * MiB, 5 * MiB, &said);
+	CHECK_UINT(said.written, 18 * MiB);
+	CHECK_UINT(said.dropped, 4 * MiB);
+	/* The hash moves on: the next read says so, once. */
+	read_at(&st, 20 * MiB, KB128, &from, &to);
+	fs_stream_spent(&st, 20 * MiB, 11 * MiB, &sp);
+	CHECK_UINT(sp.drop_from, 4 * MiB);
+	CHECK_UINT(sp.drop_to, 10 * MiB);
+	read_at(&st, 20 * MiB + KB128, KB128, &from, &to);
+	fs_stream_spent(&st, 20 * MiB + KB128, 11 * MiB, &sp);
+	CHECK_UINT(sp.drop_to, sp.drop_from);
+}
+
+static void test_stream__random_reader_spends_nothing(void)
+{
+	struct fs_stream st = { 0 };
+	struct fs_spent sp;
+	uint64_t from, to, off = 0, i;
+
+	for (i = 0; i < 200; i++) {
+		off = (off + 37 * MiB + 4096 * i) % (NBLOCKS * B);
+		read_at(&st, off, 4096, &from, &to);
+		fs_stream_spent(&st, off, UINT64_MAX, &sp);
+		CHECK_UINT(sp.write_to, sp.write_from);
+		CHECK_UINT(sp.drop_to, sp.drop_from);
+	}
+}
+
+static void test_stream__a_new_stream_spends_from_its_start(void)
+{
+	struct fs_stream st = { 0 };
+	struct said said = { 0 };
+	uint64_t start = 50 * MiB + 12345, from, to;
+
+	spend_reading(&st, 0, 30 * MiB, UINT64_MAX, &said);
+	CHECK_UINT(said.written, 28 * MiB);
+	/* Reads behind it are still the stream's: nothing named twice. */
+	said = (struct said){ 0 };
+	spend_reading(&st, 0, 10 * MiB, UINT64_MAX, &said);
+	CHECK_UINT(said.writes + said.drops, 0);
+	CHECK_UINT(st.written, 28 * MiB);
+	CHECK_UINT(st.spent, 24 * MiB);
+	/* Elsewhere: from where that stream began, not before. */
+	read_at(&st, start, KB128, &from, &to);
+	CHECK_UINT(st.written, start);
+	CHECK_UINT(st.spent, start);
+	spend_reading(&st, start + KB128, start + 20 * MiB, UINT64_MAX, &said);
+	CHECK_UINT(said.written, 68 * MiB);
+	CHECK_UINT(said.dropped, 64 * MiB);
+}
+
 static const struct check_test tests[] = {
 	CHECK_TEST(test_stream__sequential_window_doubles_to_the_max),
 	CHECK_TEST(test_stream__one_large_read_is_not_a_stream),
@@ -274,6 +394,10 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_sweep__interleaved_loaders_get_readahead),
 	CHECK_TEST(test_sweep__nothing_behind_gets_nothing),
 	CHECK_TEST(test_sweep__a_laggard_continues_a_far_read_restarts),
+	CHECK_TEST(test_stream__sequential_reader_spends_what_it_passed),
+	CHECK_TEST(test_stream__spent_waits_for_the_hash),
+	CHECK_TEST(test_stream__random_reader_spends_nothing),
+	CHECK_TEST(test_stream__a_new_stream_spends_from_its_start),
 };
 
 CHECK_MAIN(tests)
