@@ -169,18 +169,20 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 			   size_t len, uint64_t off);
 
 /*
- * Hints about the data file's pages in the kernel's page cache; neither
- * changes what is stored.  writeback starts writing [@off, @off + @len)
- * to disk now, rather than when the kernel gets to it, so that the pages
- * are clean by the time their reader is done with them; release_pages
- * then gives back the range's clean pages (dirty ones stay: the kernel
- * never drops unwritten data, and a later read of a page given back
- * reads the disk).
+ * The data file's pages in the kernel's page cache.  writeback starts
+ * writing [@off, @off + @len) to disk now, rather than when the kernel
+ * gets to it, so that the pages are clean by the time their reader is
+ * done with them (a hint).  release_pages waits for writeback of the
+ * range still running, then gives back its clean pages (dirty ones stay:
+ * the kernel never drops unwritten data, and a later read of a page
+ * given back reads the disk).  If a write of the data file has failed,
+ * it gives back nothing, drops the object's blocks so that they are
+ * fetched again, and returns -errno.
  */
 void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			       uint64_t len);
-void hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
-				   uint64_t len);
+int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
+				  uint64_t len);
 
 /* Add @len bytes of a block, in order, to @sum. */
 void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,

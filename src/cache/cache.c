@@ -1321,8 +1321,8 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 	return 0;
 }
 
-/* Both hints are best effort: a failure costs memory or time, not data,
- * and a write error shows again at the next write or read. */
+/* If starting writeback fails, the pages stay dirty and the kernel
+ * writes them later. */
 void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			       uint64_t len)
 {
@@ -1330,11 +1330,30 @@ void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			      SYNC_FILE_RANGE_WRITE);
 }
 
-void hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
-				   uint64_t len)
+int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
+				  uint64_t len)
 {
+	/*
+	 * A page whose write failed is clean, but its bytes are not on
+	 * disk: given back, it would be read again as whatever the disk
+	 * holds, and a block once confirmed is not checked again.  So wait
+	 * for writeback still running in the range (normally none: it was
+	 * started a while ago), which also reports any write of this file
+	 * that failed since the last call; then the file is not trusted.
+	 */
+	if (sync_file_range(obj->ent->fd, (off64_t)off, (off64_t)len,
+			    SYNC_FILE_RANGE_WAIT_BEFORE) != 0) {
+		int err = -errno;
+
+		(void)hubfs_cache_obj_drop(obj);
+		hubfs_err_set("cache: %s: writing its data file failed (%s); "
+			      "its blocks are dropped", obj->ent->key,
+			      strerror(-err));
+		return err;
+	}
 	(void)posix_fadvise(obj->ent->fd, (off_t)off, (off_t)len,
 			    POSIX_FADV_DONTNEED);
+	return 0;
 }
 
 void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,

@@ -1652,7 +1652,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs_object *obj;
 	struct fs_spent spent;
 	size_t len = 0;
-	bool hold;
+	bool hold, release;
 	int fd = -1, err;
 
 	(void)ino;
@@ -1671,8 +1671,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (hold)
 		fs_object_get(obj);
 	fs_reader_advise(obj, &f->stream, (uint64_t)off, size, &spent);
+	/* Pages are given back after the reply, which must not wait for
+	 * the disk; by then the handle may be gone, so keep the object. */
+	release = spent.write_to > spent.write_from ||
+		  spent.drop_to > spent.drop_from;
+	if (release && !hold)
+		fs_object_get(obj);
 	pthread_mutex_unlock(&f->lock);
-	fs_reader_release(obj, &spent);
 	err = fs_reader_prepare(obj, (uint64_t)off, size, &fd, &len, &early);
 	if (err == 1) {
 		/* Answered from the transfer; @f may be gone already. */
@@ -1714,8 +1719,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	bv.buf[0].pos = off;
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 out_put:
+	if (release)
+		fs_reader_release(obj, &spent);
 	/* Not f->w: once replied to, the handle may be released. */
-	if (hold)
+	if (hold || release)
 		fs_object_put(obj);
 }
 
@@ -1738,8 +1745,12 @@ static void file_free(struct hubfs_fs *fs, struct fs_file *f)
 static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
+	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+
 	(void)ino;
-	file_free(req_fs(req), (struct fs_file *)(uintptr_t)fi->fh);
+	if (f->obj)	/* none for a working-tree file with local bytes */
+		fs_reader_close(f->obj, &f->stream);	/* no read in flight */
+	file_free(req_fs(req), f);
 	fuse_reply_err(req, 0);
 }
 

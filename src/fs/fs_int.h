@@ -133,6 +133,10 @@ void fs_stream_update(struct fs_stream *stream, uint64_t off, uint64_t end,
  */
 void fs_stream_spent(struct fs_stream *stream, uint64_t off,
 		     uint64_t checked, struct fs_spent *sp);
+/* The same once the stream's handle is closed: all it read, as far as
+ * it is hashed. */
+void fs_stream_spent_all(struct fs_stream *stream, uint64_t checked,
+			 struct fs_spent *sp);
 
 /* An object's readahead for its readers together (stream.c). */
 struct fs_sweep {
@@ -199,8 +203,10 @@ void fs_object_put(struct fs_object *obj);
 void fs_reader_advise(struct fs_object *obj, struct fs_stream *stream,
 		      uint64_t off, size_t size, struct fs_spent *spent);
 /* Write back, and give back, the cache file's pages a stream is done
- * with. */
+ * with; may wait for the disk. */
 void fs_reader_release(struct fs_object *obj, const struct fs_spent *spent);
+/* The same for all a handle's stream read, when the handle is closed. */
+void fs_reader_close(struct fs_object *obj, struct fs_stream *stream);
 
 /*
  * A way to hand the bytes of a read over as soon as they arrive: when the

@@ -1100,9 +1100,22 @@ void fs_reader_release(struct fs_object *obj, const struct fs_spent *spent)
 	if (spent->write_to > spent->write_from)
 		hubfs_cache_obj_writeback(obj->cobj, spent->write_from,
 					  spent->write_to - spent->write_from);
-	if (spent->drop_to > spent->drop_from)
-		hubfs_cache_obj_release_pages(obj->cobj, spent->drop_from,
-					      spent->drop_to - spent->drop_from);
+	/* Nobody waits for this: the reads were answered. */
+	if (spent->drop_to > spent->drop_from &&
+	    hubfs_cache_obj_release_pages(obj->cobj, spent->drop_from,
+					  spent->drop_to -
+						  spent->drop_from) != 0)
+		hlog(LOG_ERR, "%s: %s", obj->path, hubfs_err_or("no detail"));
+}
+
+void fs_reader_close(struct fs_object *obj, struct fs_stream *st)
+{
+	struct fs_spent spent;
+	uint64_t checked = atomic_load(&obj->verified)
+				   ? obj->size : atomic_load(&obj->hashed);
+
+	fs_stream_spent_all(st, checked, &spent);
+	fs_reader_release(obj, &spent);
 }
 
 /* The part of block @idx a read of [@off, @end) needs: all of it unless

@@ -30,10 +30,11 @@
  * the read (reads just behind it may still be being answered), in file
  * order (the fetch workers write out of order; writing their pieces back
  * as they came cut the file into many extents).  It gives them back
- * FS_STREAM_DROP_LAG behind that, when the disk has had time to write
- * them, and only once the reader has hashed them (the hash reads the
+ * FS_STREAM_DROP_LAG behind that, so that giving back seldom waits for
+ * the disk, and only once the reader has hashed them (the hash reads the
  * cache file, and would read given-back pages from disk).  written and
- * spent say how far it has gone.  The kernel keeps a page cache folio
+ * spent say how far it has gone.  When the handle is closed, the rest of
+ * what it read goes the same way.  The kernel keeps a page cache folio
  * whole when a range cuts it, and its readahead makes folios of up to
  * 2 MiB, so both ranges end on a multiple of FS_STREAM_SPENT_ALIGN
  * (giving back 256 KiB at a time after a remount gave back nothing).
@@ -124,6 +125,26 @@ void fs_stream_spent(struct fs_stream *st, uint64_t off, uint64_t checked,
 					       : 0;
 	if (end > checked)
 		end = checked - checked % FS_STREAM_SPENT_ALIGN;
+	if (end > st->spent) {
+		sp->drop_from = st->spent;
+		sp->drop_to = end;
+		st->spent = end;
+	}
+}
+
+void fs_stream_spent_all(struct fs_stream *st, uint64_t checked,
+			 struct fs_spent *sp)
+{
+	uint64_t end = st->next_off < checked ? st->next_off : checked;
+
+	*sp = (struct fs_spent){ 0 };
+	if (st->window == 0)
+		return;
+	if (end > st->written) {
+		sp->write_from = st->written;
+		sp->write_to = end;
+		st->written = end;
+	}
 	if (end > st->spent) {
 		sp->drop_from = st->spent;
 		sp->drop_to = end;

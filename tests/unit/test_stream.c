@@ -383,6 +383,33 @@ static void test_stream__a_new_stream_spends_from_its_start(void)
 	CHECK_UINT(said.dropped, 64 * MiB);
 }
 
+static void test_stream__closing_spends_the_rest_as_far_as_hashed(void)
+{
+	struct fs_stream st = { 0 }, rnd = { 0 };
+	struct said said = { 0 };
+	struct fs_spent sp;
+	uint64_t from, to;
+
+	spend_reading(&st, 0, 30 * MiB, 29 * MiB, &said);
+	fs_stream_spent_all(&st, 29 * MiB, &sp);
+	CHECK_UINT(sp.write_from, 28 * MiB);
+	CHECK_UINT(sp.write_to, 29 * MiB);	/* no alignment at the end */
+	CHECK_UINT(sp.drop_from, 24 * MiB);
+	CHECK_UINT(sp.drop_to, 29 * MiB);
+	/* The hash is done: the rest of what was read, and no more. */
+	fs_stream_spent_all(&st, UINT64_MAX, &sp);
+	CHECK_UINT(sp.write_from, 29 * MiB);
+	CHECK_UINT(sp.write_to, 30 * MiB);
+	CHECK_UINT(sp.drop_from, 29 * MiB);
+	CHECK_UINT(sp.drop_to, 30 * MiB);
+	fs_stream_spent_all(&st, UINT64_MAX, &sp);
+	CHECK_UINT(sp.write_to + sp.drop_to, 0);
+	/* A random reader's close says nothing. */
+	read_at(&rnd, 7 * MiB, KB128, &from, &to);
+	fs_stream_spent_all(&rnd, UINT64_MAX, &sp);
+	CHECK_UINT(sp.write_to + sp.drop_to, 0);
+}
+
 static const struct check_test tests[] = {
 	CHECK_TEST(test_stream__sequential_window_doubles_to_the_max),
 	CHECK_TEST(test_stream__one_large_read_is_not_a_stream),
@@ -398,6 +425,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_stream__spent_waits_for_the_hash),
 	CHECK_TEST(test_stream__random_reader_spends_nothing),
 	CHECK_TEST(test_stream__a_new_stream_spends_from_its_start),
+	CHECK_TEST(test_stream__closing_spends_the_rest_as_far_as_hashed),
 };
 
 CHECK_MAIN(tests)
