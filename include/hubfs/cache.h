@@ -175,9 +175,10 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
  * done with them (a hint).  release_pages waits for writeback of the
  * range still running, then gives back its clean pages (dirty ones stay:
  * the kernel never drops unwritten data, and a later read of a page
- * given back reads the disk).  If a write of the data file has failed,
- * it gives back nothing, drops the object's blocks so that they are
- * fetched again, and returns -errno.
+ * given back reads the disk).  If a write of the data file has failed
+ * since the last call, it gives back nothing and returns -errno: the
+ * caller must then drop the object's blocks (hubfs_cache_obj_drop())
+ * and not trust what it checked of them.
  */
 void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			       uint64_t len);

@@ -1321,8 +1321,8 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 	return 0;
 }
 
-/* If starting writeback fails, the pages stay dirty and the kernel
- * writes them later. */
+/* Errors are not reported here: a write that fails shows in the next
+ * hubfs_cache_obj_release_pages(). */
 void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			       uint64_t len)
 {
@@ -1339,16 +1339,14 @@ int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 	 * holds, and a block once confirmed is not checked again.  So wait
 	 * for writeback still running in the range (normally none: it was
 	 * started a while ago), which also reports any write of this file
-	 * that failed since the last call; then the file is not trusted.
+	 * that failed since the last call.
 	 */
 	if (sync_file_range(obj->ent->fd, (off64_t)off, (off64_t)len,
 			    SYNC_FILE_RANGE_WAIT_BEFORE) != 0) {
 		int err = -errno;
 
-		(void)hubfs_cache_obj_drop(obj);
-		hubfs_err_set("cache: %s: writing its data file failed (%s); "
-			      "its blocks are dropped", obj->ent->key,
-			      strerror(-err));
+		hubfs_err_set("cache: %s: a write of its data file failed: %s",
+			      obj->ent->key, strerror(-err));
 		return err;
 	}
 	(void)posix_fadvise(obj->ent->fd, (off_t)off, (off_t)len,

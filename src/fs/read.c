@@ -256,6 +256,24 @@ static void content_mismatch(struct fs_object *obj)
 					      obj->key);
 }
 
+/*
+ * A write of the object's data file failed: bytes confirmed in the cache
+ * may not be on disk.  Drop the blocks, and the content's check with
+ * them, so that what is fetched again is hashed again (under hash_lock,
+ * so that no hash goes on over the blocks meanwhile).
+ */
+static void content_untrust(struct fs_object *obj)
+{
+	pthread_mutex_lock(&obj->hash_lock);
+	EVP_MD_CTX_free(obj->md);
+	obj->md = NULL;
+	obj->hash_next = 0;
+	atomic_store(&obj->hashed, 0);
+	atomic_store(&obj->verified, false);
+	(void)hubfs_cache_obj_drop(obj->cobj);
+	pthread_mutex_unlock(&obj->hash_lock);
+}
+
 /* Finish the whole-file hash; false if the content did not match. */
 static bool hash_finish(struct fs_object *obj)
 {
@@ -1104,8 +1122,11 @@ void fs_reader_release(struct fs_object *obj, const struct fs_spent *spent)
 	if (spent->drop_to > spent->drop_from &&
 	    hubfs_cache_obj_release_pages(obj->cobj, spent->drop_from,
 					  spent->drop_to -
-						  spent->drop_from) != 0)
-		hlog(LOG_ERR, "%s: %s", obj->path, hubfs_err_or("no detail"));
+						  spent->drop_from) != 0) {
+		hlog(LOG_ERR, "%s: %s; its cached blocks are dropped",
+		     obj->path, hubfs_err_or("no detail"));
+		content_untrust(obj);
+	}
 }
 
 void fs_reader_close(struct fs_object *obj, struct fs_stream *st)

@@ -276,9 +276,10 @@ def test_a_sequential_read_gives_back_the_cache_files_pages(
                 got.update(chunk)
             (data,) = glob.glob(os.path.join(cache, "data", "*",
                                              want.hex()))
-            # While open: all but the last few MiB (behind the reader,
-            # the disk and the hash).
-            assert resident(data) < (24 << 20), when
+            # While open: all but what is just behind the reader, at
+            # most 15 MiB: 1 of slack, 4 of lag behind the writeback, 2
+            # of alignment, and a run (8) the hash may not have reached.
+            assert resident(data) < (16 << 20), when
         assert got.digest() == want
         # Closed (the kernel tells the daemon a moment later): all of it.
         # A range that cuts a folio of readahead would keep it whole.
