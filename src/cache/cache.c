@@ -1377,13 +1377,16 @@ void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,
 static int sum_check(const struct cache_ent *ent, uint64_t idx,
 		     const struct hubfs_cache_sum *sum)
 {
+	uint64_t len;
+
 	if (idx >= ent->nblocks)
 		return bad_index(ent, idx);
-	if (sum->len != block_len(ent, idx)) {
+	len = block_len(ent, idx);
+	if (sum->len != len) {
 		hubfs_err_set("cache: %s: block %llu of %llu bytes committed "
 			      "with %llu",
 			      ent->key, (unsigned long long)idx,
-			      (unsigned long long)block_len(ent, idx),
+			      (unsigned long long)len,
 			      (unsigned long long)sum->len);
 		return -EINVAL;
 	}

@@ -128,8 +128,8 @@ struct fs_object {
 	pthread_mutex_t hash_lock;
 	atomic_bool hash_pending;
 	EVP_MD_CTX *md;			/* hash_lock */
-	uint64_t hash_next;		/* hash_lock: next block to hash */
-	atomic_uint_fast64_t hashed;	/* hash_next in bytes, lock-free */
+	/* Next block to hash: written under hash_lock, read without. */
+	atomic_uint_fast64_t hash_next;
 	atomic_bool verified;
 	unsigned int mismatches;	/* lock */
 };
@@ -268,7 +268,6 @@ static void content_untrust(struct fs_object *obj)
 	EVP_MD_CTX_free(obj->md);
 	obj->md = NULL;
 	obj->hash_next = 0;
-	atomic_store(&obj->hashed, 0);
 	atomic_store(&obj->verified, false);
 	(void)hubfs_cache_obj_drop(obj->cobj);
 	pthread_mutex_unlock(&obj->hash_lock);
@@ -282,7 +281,6 @@ static bool hash_finish(struct fs_object *obj)
 	EVP_MD_CTX_free(obj->md);
 	obj->md = NULL;
 	obj->hash_next = 0;
-	atomic_store(&obj->hashed, 0);
 	if (ok) {
 		atomic_store(&obj->verified, true);
 		hubfs_cache_obj_set_verified(obj->cobj);
@@ -301,7 +299,6 @@ static bool hash_advance_locked(struct fs_object *obj)
 		if (!obj->md)
 			return true;
 		obj->hash_next = 0;
-		atomic_store(&obj->hashed, 0);
 	}
 	while (obj->hash_next < obj->nblocks) {
 		uint64_t idx = obj->hash_next, done = 0, len = block_len(obj, idx);
@@ -324,7 +321,6 @@ static bool hash_advance_locked(struct fs_object *obj)
 			done += n;
 		}
 		obj->hash_next++;
-		atomic_store(&obj->hashed, obj->hash_next * BS);
 	}
 	return hash_finish(obj);
 }
@@ -1072,10 +1068,18 @@ static bool swept_before(struct fs_object *obj, uint64_t b)
 	return true;
 }
 
+/* How far the content has been hashed, in bytes; read without locks. */
+static uint64_t hashed_bytes(struct fs_object *obj)
+{
+	uint64_t n = atomic_load(&obj->hash_next) * BS;
+
+	return atomic_load(&obj->verified) || n > obj->size ? obj->size : n;
+}
+
 void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		      uint64_t off, size_t size, struct fs_spent *spent)
 {
-	uint64_t end, from, to, asked, checked;
+	uint64_t end, from, to, asked;
 
 	*spent = (struct fs_spent){ 0 };
 	if (off >= obj->size || size == 0)
@@ -1085,9 +1089,7 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 	end = obj->size - off < size ? obj->size : off + size;
 	fs_stream_update(st, off, end, obj->nblocks,
 			 obj->reader->opts.max_window_blocks, &from, &to);
-	checked = atomic_load(&obj->verified) ? obj->size
-					      : atomic_load(&obj->hashed);
-	fs_stream_spent(st, off, checked, spent);
+	fs_stream_spent(st, off, hashed_bytes(obj), spent);
 	if (from < to) {
 		st->ra_next = queue_readahead(obj, from, to);
 		return;
@@ -1132,10 +1134,8 @@ void fs_reader_release(struct fs_object *obj, const struct fs_spent *spent)
 void fs_reader_close(struct fs_object *obj, struct fs_stream *st)
 {
 	struct fs_spent spent;
-	uint64_t checked = atomic_load(&obj->verified)
-				   ? obj->size : atomic_load(&obj->hashed);
 
-	fs_stream_spent_all(st, checked, &spent);
+	fs_stream_spent_all(st, hashed_bytes(obj), &spent);
 	fs_reader_release(obj, &spent);
 }
 

@@ -107,29 +107,40 @@ void fs_stream_update(struct fs_stream *st, uint64_t off, uint64_t end,
 		     to);
 }
 
-void fs_stream_spent(struct fs_stream *st, uint64_t off, uint64_t checked,
-		     struct fs_spent *sp)
+/* Name what lies between written and @write_end, then between spent and
+ * @drop_end, moving both on; a range already named is empty, and a
+ * random stream names nothing. */
+static void spend(struct fs_stream *st, uint64_t write_end, uint64_t drop_end,
+		  struct fs_spent *sp)
 {
-	uint64_t end = off > FS_STREAM_SLACK ? off - FS_STREAM_SLACK : 0;
-
 	*sp = (struct fs_spent){ 0 };
 	if (st->window == 0)
 		return;
-	end -= end % FS_STREAM_SPENT_ALIGN;
-	if (end > st->written) {
+	if (write_end > st->written) {
 		sp->write_from = st->written;
-		sp->write_to = end;
-		st->written = end;
+		sp->write_to = write_end;
+		st->written = write_end;
 	}
-	end = st->written > FS_STREAM_DROP_LAG ? st->written - FS_STREAM_DROP_LAG
-					       : 0;
-	if (end > checked)
-		end = checked - checked % FS_STREAM_SPENT_ALIGN;
-	if (end > st->spent) {
+	if (drop_end > st->spent) {
 		sp->drop_from = st->spent;
-		sp->drop_to = end;
-		st->spent = end;
+		sp->drop_to = drop_end;
+		st->spent = drop_end;
 	}
+}
+
+void fs_stream_spent(struct fs_stream *st, uint64_t off, uint64_t checked,
+		     struct fs_spent *sp)
+{
+	uint64_t write_end = off > FS_STREAM_SLACK ? off - FS_STREAM_SLACK : 0;
+	uint64_t drop_end;
+
+	write_end -= write_end % FS_STREAM_SPENT_ALIGN;
+	drop_end = write_end > st->written ? write_end : st->written;
+	drop_end = drop_end > FS_STREAM_DROP_LAG ? drop_end - FS_STREAM_DROP_LAG
+						 : 0;
+	if (drop_end > checked)
+		drop_end = checked - checked % FS_STREAM_SPENT_ALIGN;
+	spend(st, write_end, drop_end, sp);
 }
 
 void fs_stream_spent_all(struct fs_stream *st, uint64_t checked,
@@ -137,19 +148,7 @@ void fs_stream_spent_all(struct fs_stream *st, uint64_t checked,
 {
 	uint64_t end = st->next_off < checked ? st->next_off : checked;
 
-	*sp = (struct fs_spent){ 0 };
-	if (st->window == 0)
-		return;
-	if (end > st->written) {
-		sp->write_from = st->written;
-		sp->write_to = end;
-		st->written = end;
-	}
-	if (end > st->spent) {
-		sp->drop_from = st->spent;
-		sp->drop_to = end;
-		st->spent = end;
-	}
+	spend(st, end, end, sp);
 }
 
 void fs_sweep_update(struct fs_sweep *sw, bool behind, uint64_t last,
