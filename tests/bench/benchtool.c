@@ -23,6 +23,12 @@
  *   benchtool lines FILE|-
  *       Count lines and add up a hash of each: an order-independent digest
  *       of a stream made of whole lines in any order.
+ *   benchtool folios [-l LENGTH] FILE
+ *       How the page cache holds the first LENGTH bytes of FILE (default
+ *       all): pages resident, and how many of them belong to large folios
+ *       (compound pages).  It maps the file and touches each page, so it
+ *       reads what is not cached; run it after the read it describes.
+ *       Needs root (/proc/kpageflags, page frame numbers in pagemap).
  *
  * Every command but gen prints one JSON object on stdout.
  * The hash is a 4-lane multiply-rotate hash in the style of XXH64 (not
@@ -61,7 +67,8 @@ static void usage(void)
 		"       benchtool read [-b BS] [-o OFFSET] [-l LENGTH] FILE|-\n"
 		"       benchtool rand [-P] [-D] -b BS -n COUNT -s SEED [-a ALIGN] FILE\n"
 		"       benchtool model [-r RANK -p NPROC] FILE...\n"
-		"       benchtool lines FILE|-\n");
+		"       benchtool lines FILE|-\n"
+		"       benchtool folios [-l LENGTH] FILE\n");
 	exit(2);
 }
 
@@ -579,6 +586,88 @@ static int cmd_lines(int argc, char **argv)
 	return 0;
 }
 
+/* --- folios ---------------------------------------------------------------- */
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+#define KPF_COMPOUND_HEAD 15
+#define KPF_COMPOUND_TAIL 16
+
+static int cmd_folios(int argc, char **argv)
+{
+	uint64_t len = UINT64_MAX, pages, resident = 0, large = 0, pfns = 0;
+	long psz = sysconf(_SC_PAGESIZE);
+	volatile unsigned char sink = 0;
+	unsigned char *map;
+	uint64_t *pm;
+	struct stat st;
+	int opt, fd, pmfd, kfd;
+
+	while ((opt = getopt(argc, argv, "l:")) != -1) {
+		switch (opt) {
+		case 'l': len = num(optarg); break;
+		default: usage();
+		}
+	}
+	if (optind != argc - 1)
+		usage();
+	fd = open_in(argv[optind]);
+	if (fstat(fd, &st) != 0)
+		die("fstat");
+	if (len > (uint64_t)st.st_size)
+		len = (uint64_t)st.st_size;
+	pages = (len + (uint64_t)psz - 1) / (uint64_t)psz;
+	if (!pages) {
+		printf("{\"pages\": 0, \"resident\": 0, \"large\": 0}\n");
+		return 0;
+	}
+	map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		die("mmap");
+	for (uint64_t i = 0; i < pages; i++)
+		sink += map[i * (uint64_t)psz];
+	pm = malloc(pages * sizeof(*pm));
+	if (!pm)
+		die("malloc");
+	pmfd = open("/proc/self/pagemap", O_RDONLY);
+	kfd = open("/proc/kpageflags", O_RDONLY);
+	if (pmfd < 0 || kfd < 0)
+		die("/proc/self/pagemap or /proc/kpageflags");
+	if (pread(pmfd, pm, pages * sizeof(*pm),
+		  (off_t)((uintptr_t)map / (uint64_t)psz * sizeof(*pm))) !=
+	    (ssize_t)(pages * sizeof(*pm)))
+		die("pagemap");
+	for (uint64_t i = 0; i < pages; i++) {
+		uint64_t pfn = pm[i] & PM_PFN_MASK, flags;
+
+		if (!(pm[i] & PM_PRESENT))
+			continue;
+		resident++;
+		if (!pfn)
+			continue;
+		pfns++;
+		if (pread(kfd, &flags, sizeof(flags), (off_t)(pfn * sizeof(flags))) !=
+		    (ssize_t)sizeof(flags))
+			die("kpageflags");
+		if (flags & ((1ULL << KPF_COMPOUND_HEAD) | (1ULL << KPF_COMPOUND_TAIL)))
+			large++;
+	}
+	/* Without CAP_SYS_ADMIN pagemap hides the frame numbers. */
+	if (resident && !pfns) {
+		fprintf(stderr, "benchtool: folios: no page frame numbers "
+			"(needs root)\n");
+		return 1;
+	}
+	printf("{\"pages\": %" PRIu64 ", \"resident\": %" PRIu64 ", "
+	       "\"large\": %" PRIu64 "}\n", pages, resident, large);
+	(void)sink;
+	free(pm);
+	munmap(map, len);
+	close(pmfd);
+	close(kfd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -593,6 +682,8 @@ int main(int argc, char **argv)
 		return cmd_model(argc - 1, argv + 1);
 	if (strcmp(argv[1], "lines") == 0)
 		return cmd_lines(argc - 1, argv + 1);
+	if (strcmp(argv[1], "folios") == 0)
+		return cmd_folios(argc - 1, argv + 1);
 	usage();
 	return 2;
 }
