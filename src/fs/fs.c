@@ -33,8 +33,10 @@
  * refresh state; fs->refs_lock the cached ref listing; file->lock a file
  * handle's readahead state.  None is held across an HTTP request or a
  * FUSE reply.  The only nestings: revs_lock before rev->lock (to look
- * for a tree some revision already holds), and itab_lock before the
- * working tree's lock (to find the inodes of a content).
+ * for a tree some revision already holds), itab_lock before the
+ * working tree's lock (to find the inodes of a content), and file->lock
+ * before the reader's locks (read.c: an object's reference count, its
+ * ledger and sweep, taken while the handle's object is advised).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1650,7 +1652,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
 	char nbuf[HUBFS_NAME_MAX + 1];
 	struct fs_object *obj;
-	struct fs_spent spent;
 	size_t len = 0;
 	bool hold, release;
 	int fd = -1, err;
@@ -1670,11 +1671,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	hold = f->w != NULL;
 	if (hold)
 		fs_object_get(obj);
-	fs_reader_advise(obj, &f->stream, (uint64_t)off, size, &spent);
 	/* Pages are given back after the reply, which must not wait for
 	 * the disk; by then the handle may be gone, so keep the object. */
-	release = spent.write_to > spent.write_from ||
-		  spent.drop_to > spent.drop_from;
+	release = fs_reader_advise(obj, &f->stream, (uint64_t)off, size);
 	if (release && !hold)
 		fs_object_get(obj);
 	pthread_mutex_unlock(&f->lock);
@@ -1720,7 +1719,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 out_put:
 	if (release)
-		fs_reader_release(obj, &spent);
+		fs_reader_release(obj);
 	/* Not f->w: once replied to, the handle may be released. */
 	if (hold || release)
 		fs_object_put(obj);
@@ -1749,7 +1748,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 	(void)ino;
 	if (f->obj)	/* none for a working-tree file with local bytes */
-		fs_reader_close(f->obj, &f->stream);	/* no read in flight */
+		fs_reader_close(f->obj);
 	file_free(req_fs(req), f);
 	fuse_reply_err(req, 0);
 }

@@ -94,26 +94,12 @@ struct fs_object;
  */
 #define FS_STREAM_BATCH ((8u << 20) / HUBFS_CACHE_BLOCK_SIZE)
 
-/* A stream says it is done with bytes in multiples of this, and gives
- * back pages this far behind where it had them written (stream.c). */
-#define FS_STREAM_SPENT_ALIGN ((uint64_t)2 << 20)
-#define FS_STREAM_DROP_LAG ((uint64_t)4 << 20)
-
 /* A file handle's sequential-read state (readahead). */
 struct fs_stream {
 	uint64_t next_off;	/* the end of the furthest read of the stream */
 	uint64_t seq_start;	/* where the stream began */
 	uint64_t ra_next;	/* first block readahead has not asked for */
 	uint32_t window;	/* readahead window, in blocks */
-	uint64_t written;	/* cache pages before it are written back */
-	uint64_t spent;		/* cache pages before it are given back */
-};
-
-/* What a stream is done with: the cache file's bytes whose pages to
- * write back now, and those whose pages to give back. */
-struct fs_spent {
-	uint64_t write_from, write_to;
-	uint64_t drop_from, drop_to;
 };
 
 /*
@@ -126,17 +112,48 @@ void fs_stream_update(struct fs_stream *stream, uint64_t off, uint64_t end,
 		      uint64_t nblocks, uint32_t max_window, uint64_t *from,
 		      uint64_t *to);
 
+/* The cache file's pages are given back in chunks of this many bytes,
+ * FS_SPENT_LAG chunks after they were written back (stream.c). */
+#define FS_SPENT_CHUNK ((uint64_t)2 << 20)
+#define FS_SPENT_LAG 2u
+/* Ranges of each kind that one fs_ledger_spent() names, at most. */
+#define FS_SPENT_RANGES 4u
+
+struct fs_range {
+	uint64_t from, to;
+};
+
+/* What an object's readers are done with: the cache file's bytes whose
+ * pages to write back now, and those whose pages to give back. */
+struct fs_spent {
+	unsigned int nwrite, ndrop;
+	struct fs_range write[FS_SPENT_RANGES];
+	struct fs_range drop[FS_SPENT_RANGES];
+};
+
+/* Which chunks of an object its readers have read in full (stream.c). */
+struct fs_ledger {
+	uint64_t size;
+	uint64_t nchunks;
+	uint32_t *done;		/* bytes read of each chunk, up to its length */
+	uint32_t *queue;	/* a ring of the chunks read in full, in order */
+	uint64_t head, len;	/* ... its first entry and its length */
+	uint64_t written;	/* its first @written are written back */
+};
+
+/* A ledger for an object of @size bytes; 0 or -ENOMEM. */
+int fs_ledger_init(struct fs_ledger *ledger, uint64_t size);
+void fs_ledger_fini(struct fs_ledger *ledger);
+/* Count a read of [@off, @off + @len), about to be answered. */
+void fs_ledger_read(struct fs_ledger *ledger, uint64_t off, uint64_t len);
 /*
- * After fs_stream_update() for a read at @off, with the content before
- * @checked hashed: what the stream is done with (stream.c).  Each byte is
- * named once per stream in each of @sp's ranges, which may be empty.
+ * With the content before @checked hashed, what the readers are done
+ * with (@all: without the lag, when a handle is closed).  A chunk is
+ * named once in each kind of range each time it is read in full; call
+ * again while @sp names something to have all of it.
  */
-void fs_stream_spent(struct fs_stream *stream, uint64_t off,
-		     uint64_t checked, struct fs_spent *sp);
-/* The same once the stream's handle is closed: all it read, as far as
- * it is hashed. */
-void fs_stream_spent_all(struct fs_stream *stream, uint64_t checked,
-			 struct fs_spent *sp);
+void fs_ledger_spent(struct fs_ledger *ledger, uint64_t checked, bool all,
+		     struct fs_spent *sp);
 
 /* An object's readahead for its readers together (stream.c). */
 struct fs_sweep {
@@ -196,17 +213,17 @@ void fs_object_put(struct fs_object *obj);
 /*
  * Update a file handle's sequential-read state for a read of @size bytes
  * at @off and queue readahead if the stream is sequential.  Never blocks
- * on the network.  The caller serialises calls for one @stream.  Sets
- * @spent to what the stream is done with, for fs_reader_release() once
- * the caller has dropped its lock.
+ * on the network.  The caller serialises calls for one @stream, and
+ * answers the read.  True if the read was counted in the object's
+ * ledger: then call fs_reader_release() once it is answered.
  */
-void fs_reader_advise(struct fs_object *obj, struct fs_stream *stream,
-		      uint64_t off, size_t size, struct fs_spent *spent);
-/* Write back, and give back, the cache file's pages a stream is done
- * with; may wait for the disk. */
-void fs_reader_release(struct fs_object *obj, const struct fs_spent *spent);
-/* The same for all a handle's stream read, when the handle is closed. */
-void fs_reader_close(struct fs_object *obj, struct fs_stream *stream);
+bool fs_reader_advise(struct fs_object *obj, struct fs_stream *stream,
+		      uint64_t off, size_t size);
+/* Write back, and give back, the cache file's pages the readers are
+ * done with; may wait for the disk. */
+void fs_reader_release(struct fs_object *obj);
+/* The same without the lag, when a handle of @obj is closed. */
+void fs_reader_close(struct fs_object *obj);
 
 /*
  * A way to hand the bytes of a read over as soon as they arrive: when the

@@ -54,10 +54,14 @@
  * blocks before it present or being fetched grows the object's own
  * window (struct fs_sweep, stream.c).
  *
- * Pages.  A sequential reader has the cache file's pages it has passed
- * written back and then given back (fs_reader_release(); stream.c says
- * when): their bytes are in the FUSE file's page cache by then, and a
- * cold read of a large file would otherwise hold it in memory twice.
+ * Pages.  The cache file's pages of the chunks an object's readers have
+ * read in full are written back and then given back (the ledger in
+ * stream.c says when): their bytes are in the FUSE file's page cache by
+ * then, and a cold read of a large file would otherwise hold it in
+ * memory twice.  fs_reader_advise() counts a read; fs_reader_release(),
+ * after its reply, gives back what the ledger names with the hash as
+ * far as it is then; a worker whose fetch lets the hash reach the end
+ * does the same, for chunks that no later read would give back.
  *
  * Integrity.  Each block carries a CRC checked by the cache.  Besides,
  * every object's content hash is checked against its key: sha256 for LFS
@@ -74,9 +78,17 @@
  *
  * Locks: reader->lock guards the object table, object reference counts
  * and the job queue.  obj->lock guards the run list, run fields and the
- * sweep.  obj->hash_lock guards the hash state.  reader->lock is taken
- * before obj->lock when both are held; hash_lock is never held with the
- * others.  No lock is held across an HTTP request.
+ * sweep.  obj->hash_lock guards the hash state.  obj->ledger_lock guards
+ * the ledger, for a moment on every read, never with another lock of
+ * this module.  obj->pages_lock serialises giving back the cache file's
+ * pages and guards pages_bad: a failed write of the cache file is told
+ * to the first thread that waits for writeback, for the whole file, and
+ * that thread must drop the object's blocks before anyone gives back
+ * more.  It is held across that wait (normally none, thanks to the lag)
+ * and nothing else takes it, so no read waits for it; hash_lock is taken
+ * under it.  reader->lock is taken before obj->lock when both are held;
+ * hash_lock is never held with those two.  No lock is held across an
+ * HTTP request.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -124,6 +136,11 @@ struct fs_object {
 	struct fs_run *runs;		/* unfinished runs; lock */
 	int failed;			/* permanent error; lock */
 	struct fs_sweep sweep;		/* lock */
+
+	pthread_mutex_t ledger_lock;
+	struct fs_ledger ledger;	/* ledger_lock */
+	pthread_mutex_t pages_lock;
+	bool pages_bad;			/* pages_lock: give back no more */
 
 	pthread_mutex_t hash_lock;
 	atomic_bool hash_pending;
@@ -664,6 +681,8 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run,
 		hash_advance(obj);
 }
 
+static void spend(struct fs_object *obj, bool all);
+
 /*
  * Readahead, in a worker; consumes the runner's reference.  The run's
  * blocks were not known present when it was queued, but after a restart
@@ -676,6 +695,7 @@ static void run_fetch(struct fs_object *obj, struct fs_run *run,
  */
 static void run_ahead(struct fs_object *obj, struct fs_run *run)
 {
+	bool verified = atomic_load(&obj->verified);
 	uint64_t idx = run->start, to;
 	int err = 0, p;
 
@@ -708,6 +728,10 @@ static void run_ahead(struct fs_object *obj, struct fs_run *run)
 	run_finish(obj, run, err);
 	if (!err)
 		hash_advance(obj);
+	/* The hash has just reached the end: what readers finished before
+	 * it got there waits for no further read. */
+	if (!verified && atomic_load(&obj->verified))
+		spend(obj, false);
 }
 
 static struct fs_run *run_covering(struct fs_object *obj, uint64_t idx)
@@ -881,8 +905,11 @@ static void object_free(struct fs_object *obj)
 	if (!obj)
 		return;
 	hubfs_cache_obj_close(obj->cobj);
+	fs_ledger_fini(&obj->ledger);
 	EVP_MD_CTX_free(obj->md);
 	pthread_mutex_destroy(&obj->hash_lock);
+	pthread_mutex_destroy(&obj->ledger_lock);
+	pthread_mutex_destroy(&obj->pages_lock);
 	pthread_cond_destroy(&obj->cond);
 	pthread_mutex_destroy(&obj->lock);
 	hubfs_free(obj->commit);
@@ -910,7 +937,13 @@ static struct fs_object *object_new(struct fs_reader *r,
 	pthread_mutex_init(&obj->lock, NULL);
 	pthread_cond_init(&obj->cond, NULL);
 	pthread_mutex_init(&obj->hash_lock, NULL);
+	pthread_mutex_init(&obj->ledger_lock, NULL);
+	pthread_mutex_init(&obj->pages_lock, NULL);
 	if (!obj->commit || !obj->path)
+		goto out_free;
+	/* A whole-fetched object is read from its one block: no ledger. */
+	if (obj->size > WHOLE_MAX &&
+	    fs_ledger_init(&obj->ledger, obj->size) != 0)
 		goto out_free;
 	*err = hubfs_cache_obj_open(&obj->cobj, r->cache, obj->key, obj->size);
 	if (*err)
@@ -1076,26 +1109,27 @@ static uint64_t hashed_bytes(struct fs_object *obj)
 	return atomic_load(&obj->verified) || n > obj->size ? obj->size : n;
 }
 
-void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
-		      uint64_t off, size_t size, struct fs_spent *spent)
+bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
+		      uint64_t off, size_t size)
 {
 	uint64_t end, from, to, asked;
 
-	*spent = (struct fs_spent){ 0 };
 	if (off >= obj->size || size == 0)
-		return;
+		return false;
 	if (obj->size <= WHOLE_MAX)
-		return;
+		return false;
 	end = obj->size - off < size ? obj->size : off + size;
+	pthread_mutex_lock(&obj->ledger_lock);
+	fs_ledger_read(&obj->ledger, off, end - off);
+	pthread_mutex_unlock(&obj->ledger_lock);
 	fs_stream_update(st, off, end, obj->nblocks,
 			 obj->reader->opts.max_window_blocks, &from, &to);
-	fs_stream_spent(st, off, hashed_bytes(obj), spent);
 	if (from < to) {
 		st->ra_next = queue_readahead(obj, from, to);
-		return;
+		return true;
 	}
 	if (st->window)
-		return;	/* sequential: its own readahead will come */
+		return true;	/* sequential: its own readahead will come */
 	/* Not this handle's stream: perhaps its readers' sweep together. */
 	pthread_mutex_lock(&obj->lock);
 	fs_sweep_update(&obj->sweep, swept_before(obj, off / BS),
@@ -1105,7 +1139,7 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		obj->sweep.ra_next = to;	/* claimed: asked for below */
 	pthread_mutex_unlock(&obj->lock);
 	if (from >= to)
-		return;
+		return true;
 	asked = queue_readahead(obj, from, to);
 	if (asked < to) {	/* the queue was full */
 		pthread_mutex_lock(&obj->lock);
@@ -1113,30 +1147,65 @@ void fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 			obj->sweep.ra_next = asked;
 		pthread_mutex_unlock(&obj->lock);
 	}
+	return true;
 }
 
-void fs_reader_release(struct fs_object *obj, const struct fs_spent *spent)
+/* Act on what the ledger named: see "Pages" above. */
+static void give_back(struct fs_object *obj, const struct fs_spent *spent)
 {
-	if (spent->write_to > spent->write_from)
-		hubfs_cache_obj_writeback(obj->cobj, spent->write_from,
-					  spent->write_to - spent->write_from);
-	/* Nobody waits for this: the reads were answered. */
-	if (spent->drop_to > spent->drop_from &&
-	    hubfs_cache_obj_release_pages(obj->cobj, spent->drop_from,
-					  spent->drop_to -
-						  spent->drop_from) != 0) {
+	unsigned int i;
+
+	for (i = 0; i < spent->nwrite; i++)
+		hubfs_cache_obj_writeback(obj->cobj, spent->write[i].from,
+					  spent->write[i].to -
+						  spent->write[i].from);
+	if (!spent->ndrop)
+		return;
+	/* Another thread may not have written back what it was told to yet
+	 * (a handle's close drains the ledger while a last read is being
+	 * released): writing back clean pages costs nothing, and only clean
+	 * pages can be given back. */
+	pthread_mutex_lock(&obj->pages_lock);
+	for (i = 0; i < spent->ndrop && !obj->pages_bad; i++) {
+		const struct fs_range *r = &spent->drop[i];
+
+		hubfs_cache_obj_writeback(obj->cobj, r->from, r->to - r->from);
+		if (hubfs_cache_obj_release_pages(obj->cobj, r->from,
+						  r->to - r->from) == 0)
+			continue;
 		hlog(LOG_ERR, "%s: %s; its cached blocks are dropped",
 		     obj->path, hubfs_err_or("no detail"));
 		content_untrust(obj);
+		obj->pages_bad = true;
 	}
+	pthread_mutex_unlock(&obj->pages_lock);
 }
 
-void fs_reader_close(struct fs_object *obj, struct fs_stream *st)
+/* Give back what the readers are done with; @all: without the lag, and
+ * all of it.  With the lag, once: what this call writes back is given
+ * back by a later one, when the disk has had time to take it. */
+static void spend(struct fs_object *obj, bool all)
 {
 	struct fs_spent spent;
 
-	fs_stream_spent_all(st, hashed_bytes(obj), &spent);
-	fs_reader_release(obj, &spent);
+	if (obj->size <= WHOLE_MAX)
+		return;		/* no ledger */
+	do {
+		pthread_mutex_lock(&obj->ledger_lock);
+		fs_ledger_spent(&obj->ledger, hashed_bytes(obj), all, &spent);
+		pthread_mutex_unlock(&obj->ledger_lock);
+		give_back(obj, &spent);
+	} while (all && (spent.nwrite || spent.ndrop));
+}
+
+void fs_reader_release(struct fs_object *obj)
+{
+	spend(obj, false);
+}
+
+void fs_reader_close(struct fs_object *obj)
+{
+	spend(obj, true);
 }
 
 /* The part of block @idx a read of [@off, @end) needs: all of it unless

@@ -1,5 +1,6 @@
 /*
- * Readahead decisions for one file handle.
+ * Readahead decisions for file handles and objects, and which bytes an
+ * object's readers are done with.
  *
  * DESIGN
  *
@@ -21,25 +22,6 @@
  * has already asked, so that each block is considered once per
  * sequential pass.
  *
- * A sequential stream also says which bytes it is done with, so that
- * the reader can give back the cache file's pages under them: the FUSE
- * reply copied them into the file's own page cache, and keeping both
- * copies of a large file doubles its memory (and, where fresh pages are
- * dear, its cost).  Only clean pages can be given back, so the stream
- * first has them written: everything more than FS_STREAM_SLACK behind
- * the read (reads just behind it may still be being answered), in file
- * order (the fetch workers write out of order; writing their pieces back
- * as they came cut the file into many extents).  It gives them back
- * FS_STREAM_DROP_LAG behind that, so that giving back seldom waits for
- * the disk, and only once the reader has hashed them (the hash reads the
- * cache file, and would read given-back pages from disk).  written and
- * spent say how far it has gone.  When the handle is closed, the rest of
- * what it read goes the same way.  The kernel keeps a page cache folio
- * whole when a range cuts it, and its readahead makes folios of up to
- * 2 MiB, so both ranges end on a multiple of FS_STREAM_SPENT_ALIGN
- * (giving back 256 KiB at a time after a remount gave back nothing).
- * A random reader says nothing: what it skipped may be read soon.
- *
  * A sweep is the same for one object and all its readers together:
  * loaders that share out a checkpoint's tensors (process r of N touching
  * every Nth tensor through mmap) read the file in order between them
@@ -54,10 +36,46 @@
  * random reader has that much behind its reads only where the file is
  * already cached, and then little ahead is missing.
  *
- * Pure: no I/O, no locks (the caller serialises calls for one stream or
- * sweep), so it is unit tested on its own.
+ * An object's ledger says which bytes its readers are done with, so
+ * that the cache file's pages under them can be given back: the FUSE
+ * reply copied them into the file's own page cache, and keeping both
+ * copies of a large file doubles its memory (and, where fresh pages are
+ * dear, its cost).  It counts the bytes read of each FS_SPENT_CHUNK of
+ * the file, whichever handle read them, so one reader in order, loaders
+ * sharing out the tensors between them and a random reader that ends
+ * up reading everything are served alike; a chunk read in part is kept,
+ * as what was skipped may be read soon.  A read is counted before it is
+ * answered, so a chunk may be given back while a read of it is still
+ * being answered: that read then finds its bytes on disk.  The chunks
+ * read in full wait in a queue, in that order.  Only clean pages can be
+ * given back, so a chunk is first written back, once the object's hash
+ * has read it (the hash reads the cache file, and would read given-back
+ * pages from disk; hashing in order also means its blocks are in the
+ * cache file), and given back by a later call once FS_SPENT_LAG more
+ * chunks were written back, so that giving back seldom waits for the
+ * disk (the reader writes back again what it gives back: the thread
+ * told to write a chunk back may not have done so yet).  When a handle
+ * is closed, the queue goes the same way at once, up to its first chunk
+ * not hashed yet (readers sharing out a file may finish chunks out of
+ * order; the hash goes in file order).  The kernel keeps a page cache
+ * folio whole when a range cuts it, and its readahead of the cache file
+ * makes folios of up to 2 MiB, so chunks are 2 MiB and aligned (giving
+ * back 256 KiB at a time after a remount gave back nothing); writing
+ * them back in the order they were read keeps the cache file in few
+ * extents (writing each fetched piece back as it came cut it into
+ * many).  A chunk given back starts its count again, as the kernel may
+ * drop the file's pages and read it again.  The count runs ahead of the
+ * truth when bytes are read twice before that (or by a read that then
+ * failed): a chunk given back too early costs a read from disk, never
+ * wrong bytes.
+ *
+ * Pure: no I/O, no locks (the caller serialises calls for one stream,
+ * sweep or ledger), so it is unit tested on its own.
  */
+#include <errno.h>
+
 #include "fs_int.h"
+#include "hubfs/mem.h"
 
 /* The blocks past @last that a window of @window asks for, given that
  * readahead already asked for those before @ra_next. */
@@ -96,7 +114,6 @@ void fs_stream_update(struct fs_stream *st, uint64_t off, uint64_t end,
 		st->ra_next = 0;
 		st->seq_start = off;
 		st->next_off = end;
-		st->written = st->spent = off;
 	} else {
 		if (end > st->next_off)
 			st->next_off = end;
@@ -105,50 +122,6 @@ void fs_stream_update(struct fs_stream *st, uint64_t off, uint64_t end,
 	}
 	window_range(st->ra_next, st->window, last, nblocks, max_window, from,
 		     to);
-}
-
-/* Name what lies between written and @write_end, then between spent and
- * @drop_end, moving both on; a range already named is empty, and a
- * random stream names nothing. */
-static void spend(struct fs_stream *st, uint64_t write_end, uint64_t drop_end,
-		  struct fs_spent *sp)
-{
-	*sp = (struct fs_spent){ 0 };
-	if (st->window == 0)
-		return;
-	if (write_end > st->written) {
-		sp->write_from = st->written;
-		sp->write_to = write_end;
-		st->written = write_end;
-	}
-	if (drop_end > st->spent) {
-		sp->drop_from = st->spent;
-		sp->drop_to = drop_end;
-		st->spent = drop_end;
-	}
-}
-
-void fs_stream_spent(struct fs_stream *st, uint64_t off, uint64_t checked,
-		     struct fs_spent *sp)
-{
-	uint64_t write_end = off > FS_STREAM_SLACK ? off - FS_STREAM_SLACK : 0;
-	uint64_t drop_end;
-
-	write_end -= write_end % FS_STREAM_SPENT_ALIGN;
-	drop_end = write_end > st->written ? write_end : st->written;
-	drop_end = drop_end > FS_STREAM_DROP_LAG ? drop_end - FS_STREAM_DROP_LAG
-						 : 0;
-	if (drop_end > checked)
-		drop_end = checked - checked % FS_STREAM_SPENT_ALIGN;
-	spend(st, write_end, drop_end, sp);
-}
-
-void fs_stream_spent_all(struct fs_stream *st, uint64_t checked,
-			 struct fs_spent *sp)
-{
-	uint64_t end = st->next_off < checked ? st->next_off : checked;
-
-	spend(st, end, end, sp);
 }
 
 void fs_sweep_update(struct fs_sweep *sw, bool behind, uint64_t last,
@@ -165,4 +138,106 @@ void fs_sweep_update(struct fs_sweep *sw, bool behind, uint64_t last,
 	sw->window = window_grow(sw->window, max_window);
 	window_range(sw->ra_next, sw->window, last, nblocks, max_window, from,
 		     to);
+}
+
+int fs_ledger_init(struct fs_ledger *l, uint64_t size)
+{
+	uint64_t n = size / FS_SPENT_CHUNK + (size % FS_SPENT_CHUNK != 0);
+
+	*l = (struct fs_ledger){ .size = size, .nchunks = n };
+	if (n == 0)
+		return 0;
+	if (n > UINT32_MAX || n > SIZE_MAX / sizeof(*l->done))
+		return -ENOMEM;
+	l->done = hubfs_calloc((size_t)n, sizeof(*l->done));
+	l->queue = hubfs_calloc((size_t)n, sizeof(*l->queue));
+	if (!l->done || !l->queue) {
+		fs_ledger_fini(l);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void fs_ledger_fini(struct fs_ledger *l)
+{
+	hubfs_free(l->done);
+	hubfs_free(l->queue);
+	l->done = NULL;
+	l->queue = NULL;
+}
+
+static uint64_t chunk_end(const struct fs_ledger *l, uint64_t c)
+{
+	uint64_t end = (c + 1) * FS_SPENT_CHUNK;
+
+	return end < l->size ? end : l->size;
+}
+
+/* A chunk is in the queue at most once (its count starts again only
+ * when it leaves), so the queue never holds more than nchunks. */
+void fs_ledger_read(struct fs_ledger *l, uint64_t off, uint64_t len)
+{
+	uint64_t end, c;
+
+	if (!l->done || len == 0 || off >= l->size)
+		return;
+	end = len > l->size - off ? l->size : off + len;
+	for (c = off / FS_SPENT_CHUNK; c * FS_SPENT_CHUNK < end; c++) {
+		uint64_t from = c * FS_SPENT_CHUNK, to = chunk_end(l, c);
+		uint64_t clen = to - from, had = l->done[c], n;
+
+		if (had == clen)
+			continue;
+		n = (end < to ? end : to) - (off > from ? off : from);
+		l->done[c] = (uint32_t)(had + n < clen ? had + n : clen);
+		if (l->done[c] == clen)
+			l->queue[(l->head + l->len++) % l->nchunks] = (uint32_t)c;
+	}
+}
+
+/* Add chunk @c to @r's ranges, joining the last one if it follows it;
+ * false when no range is left. */
+static bool add_chunk(const struct fs_ledger *l, struct fs_range *r,
+		      unsigned int *n, uint64_t c)
+{
+	uint64_t from = c * FS_SPENT_CHUNK;
+
+	if (*n && r[*n - 1].to == from) {
+		r[*n - 1].to = chunk_end(l, c);
+		return true;
+	}
+	if (*n == FS_SPENT_RANGES)
+		return false;
+	r[*n] = (struct fs_range){ from, chunk_end(l, c) };
+	(*n)++;
+	return true;
+}
+
+void fs_ledger_spent(struct fs_ledger *l, uint64_t checked, bool all,
+		     struct fs_spent *sp)
+{
+	uint64_t before = l->written, lag = all ? 0 : FS_SPENT_LAG, gone = 0;
+
+	*sp = (struct fs_spent){ 0 };
+	while (l->written < l->len) {
+		uint64_t c = l->queue[(l->head + l->written) % l->nchunks];
+
+		if (chunk_end(l, c) > checked ||
+		    !add_chunk(l, sp->write, &sp->nwrite, c))
+			break;
+		l->written++;
+	}
+	/* What this call has just had written back waits for a later one,
+	 * so that giving back seldom waits for the disk; not at a close. */
+	while (l->written > lag && (all || gone < before)) {
+		uint64_t c = l->queue[l->head];
+
+		if (!add_chunk(l, sp->drop, &sp->ndrop, c))
+			break;
+		l->done[c] = 0;		/* read again, it counts again */
+		l->head = (l->head + 1) % l->nchunks;
+		l->len--;
+		l->written--;
+		gone++;
+	}
 }

@@ -2,9 +2,11 @@
 limit, sharing between processes, and integrity against a damaged cache
 or a Hub that serves the wrong content."""
 
+import ctypes
 import errno
 import glob
 import hashlib
+import mmap
 import os
 import subprocess
 import threading
@@ -245,16 +247,66 @@ def resident(path):
     return int(out.split()[0])
 
 
+def resident_below(path, end):
+    """Bytes of @path before @end in the kernel's page cache (mincore on a
+    private mapping, which reports the file's pages and touches none)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t,
+                             ctypes.c_char_p]
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), end, access=mmap.ACCESS_COPY)
+        try:
+            buf = (ctypes.c_char * end).from_buffer(mm)
+            vec = ctypes.create_string_buffer((end + page - 1) // page)
+            try:
+                if libc.mincore(ctypes.addressof(buf), end, vec) != 0:
+                    raise OSError(ctypes.get_errno(), "mincore")
+            finally:
+                del buf
+        finally:
+            mm.close()
+    return sum(b & 1 for b in vec.raw) * page
+
+
+def skip_on_tmpfs(path):
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", str(path)],
+                            stdout=subprocess.PIPE, text=True).stdout
+    if fstype.strip() == "tmpfs":
+        pytest.skip("a tmpfs file's pages are its storage")
+
+
+def wait_resident_below(data, limit, measure=resident):
+    """The daemon gives back pages after its reply, and the kernel tells
+    it of a close a moment after the close."""
+    deadline = time.monotonic() + 10
+    while measure(data) >= limit and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return measure(data)
+
+
+def seq_mount(localhub_factory, mount_factory, tmp_path):
+    """A fresh mount of a 48 MiB file: the mount, the file's bytes, and
+    the pattern of its cache file's path."""
+    skip_on_tmpfs(tmp_path)
+    h = localhub_factory()
+    h.seed("seed-model", "tester/seq", "--no-history", "--shards", "1",
+           "--shard-size", "48MiB")
+    h.start()
+    real = real_bytes(h, "tester/seq", SMALL)
+    cache = str(tmp_path / "cache")
+    m = mount_factory(h, "tester/seq", cache_dir=cache)
+    return m, real, os.path.join(cache, "data", "*",
+                                 hashlib.sha256(real).hexdigest())
+
+
 def test_a_sequential_read_gives_back_the_cache_files_pages(
         localhub_factory, mount_factory, tmp_path):
     """Read in order, a large file's bytes are kept in the kernel's cache
     of the file itself; the pages of the cache file under them are given
     back as the reader passes and the rest when it closes, both just
     fetched (written, then clean) and after a remount (read from disk)."""
-    fstype = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True).stdout
-    if fstype.strip() == "tmpfs":
-        pytest.skip("a tmpfs file's pages are its storage")
+    skip_on_tmpfs(tmp_path)
     h = localhub_factory()
     h.seed("seed-model", "tester/seq", "--no-history", "--shards", "1",
            "--shard-size", "48MiB")
@@ -276,18 +328,86 @@ def test_a_sequential_read_gives_back_the_cache_files_pages(
                 got.update(chunk)
             (data,) = glob.glob(os.path.join(cache, "data", "*",
                                              want.hex()))
-            # While open: all but what is just behind the reader, at
-            # most 15 MiB: 1 of slack, 4 of lag behind the writeback, 2
-            # of alignment, and a run (8) the hash may not have reached.
-            assert resident(data) < (16 << 20), when
+            # While open, once the last replies are followed up (a
+            # moment after them): all but the two 2 MiB chunks of lag.
+            assert wait_resident_below(data, 8 << 20) < (8 << 20), when
         assert got.digest() == want
-        # Closed (the kernel tells the daemon a moment later): all of it.
-        # A range that cuts a folio of readahead would keep it whole.
-        deadline = time.monotonic() + 10
-        while resident(data) >= (2 << 20) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert resident(data) < (2 << 20), when
+        # Closed: all of it.  A range that cuts a folio of readahead
+        # would keep it whole.
+        assert wait_resident_below(data, 2 << 20) < (2 << 20), when
         m.stop()
+
+
+def test_pages_read_before_the_hash_ends_are_given_back_when_it_does(
+        localhub_factory, mount_factory, tmp_path):
+    """A reader that stops short of the end leaves the rest to readahead,
+    so the hash ends in a fetch worker after the last read: the pages of
+    what was read are given back then, not when the file is closed."""
+    m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
+    part = 24 << 20
+    with open(m.path(SMALL), "rb") as f:
+        got = f.read(part)
+        assert got == real[:part]
+        (data,) = glob.glob(pattern)
+        # The hash ends once readahead has fetched the rest; then all of
+        # what was read but the lag (two 2 MiB chunks) is given back.
+        assert wait_resident_below(
+            data, 8 << 20,
+            lambda p: resident_below(p, part)) < (8 << 20)
+
+
+def test_loaders_sharing_out_tensors_give_back_the_cache_files_pages(
+        localhub_factory, mount_factory, tmp_path):
+    """Four loaders each read every fourth 512 KiB tensor of a file: no
+    one handle reads in order, but between them they read all of it, and
+    the cache file's pages under what they read are given back as they
+    go, the rest when they close."""
+    m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
+    path = m.path(SMALL)
+    size = len(real)
+    tensor, piece, n = 512 << 10, 128 << 10, 4
+    got, errors = {}, []
+    done, closing = threading.Barrier(n + 1), threading.Barrier(n + 1)
+
+    def loader(r):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for off in range(r * tensor, size, n * tensor):
+                for p in range(off, min(off + tensor, size), piece):
+                    got[p] = os.pread(fd, piece, p)
+            done.wait(timeout=120)
+            closing.wait(timeout=120)
+        except Exception as e:          # reported below, not lost
+            errors.append(e)
+            done.abort()
+            closing.abort()
+        finally:
+            os.close(fd)
+
+    threads = [threading.Thread(target=loader, args=(r,)) for r in range(n)]
+    for t in threads:
+        t.start()
+    open_resident, closed = None, False
+    try:
+        done.wait(timeout=120)
+        (data,) = glob.glob(pattern)
+        # All read, all handles open: the lag, as for one reader in
+        # order (above).
+        open_resident = wait_resident_below(data, 8 << 20)
+        closing.wait(timeout=120)
+        closed = True
+    except threading.BrokenBarrierError:
+        pass                            # a loader failed: see errors
+    finally:
+        if not closed:
+            closing.abort()             # no loader waits for this one
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert open_resident is not None
+    assert b"".join(got[o] for o in sorted(got)) == real
+    assert open_resident < (8 << 20), open_resident
+    assert wait_resident_below(data, 2 << 20) < (2 << 20)
 
 
 @pytest.mark.parametrize("token", [None, WRITE], ids=["read", "writable"])

@@ -13,9 +13,8 @@
 /* The expectations below are worked out for this geometry. */
 _Static_assert(HUBFS_CACHE_BLOCK_SIZE == 256 * 1024 &&
 		       FS_STREAM_BATCH == 32 && FS_STREAM_MIN_SEQ == 2 * MiB &&
-		       FS_STREAM_SLACK == MiB &&
-		       FS_STREAM_SPENT_ALIGN == 2 * MiB &&
-		       FS_STREAM_DROP_LAG == 4 * MiB,
+		       FS_STREAM_SLACK == MiB && FS_SPENT_CHUNK == 2 * MiB &&
+		       FS_SPENT_LAG == 2 && FS_SPENT_RANGES == 4,
 	       "recompute the expected windows and batches");
 
 /* A read of [off, off + len) of a NBLOCKS-block object. */
@@ -265,149 +264,325 @@ static void test_sweep__a_laggard_continues_a_far_read_restarts(void)
 	CHECK_UINT(from, to);		/* no batch due yet */
 }
 
-/* What a stream has said it is done with: where each range ended. */
+/* --- the ledger -------------------------------------------------------- */
+
+#define CHUNKS 128
+
+enum { KEPT, WRITTEN, GIVEN_BACK };
+
+/* What a ledger has named so far, chunk by chunk. */
 struct said {
-	uint64_t written, dropped;
-	unsigned int writes, drops;
+	uint64_t size;
+	unsigned char state[CHUNKS];
+	unsigned int nwritten, ndropped, calls_naming;
+	uint64_t last_written;	/* the chunk written back last */
 };
 
-/* Read [@from_off, @to_off) in 128 KiB reads with the content before
- * @checked hashed; what the stream says must follow on from what it
- * said before (@said), in whole aligned pieces, each byte once. */
-static void spend_reading(struct fs_stream *st, uint64_t from_off,
-			  uint64_t to_off, uint64_t checked,
-			  struct said *said)
+/* Take in what one fs_ledger_spent() named, with the content before
+ * @checked hashed: whole chunks, each hashed and written back before it
+ * is given back, once each time it is read. */
+static void take(struct said *said, const struct fs_spent *sp,
+		 uint64_t checked)
 {
-	struct fs_spent sp;
-	uint64_t off, rf, rt;
+	unsigned int i;
+	uint64_t c;
 
-	said->written = st->written;
-	said->dropped = st->spent;
-	for (off = from_off; off < to_off; off += KB128) {
-		read_at(st, off, KB128, &rf, &rt);
-		queued(st, rf, rt);
-		fs_stream_spent(st, off, checked, &sp);
-		if (sp.write_to > sp.write_from) {
-			CHECK_UINT(sp.write_from, said->written);
-			CHECK_UINT(sp.write_to % FS_STREAM_SPENT_ALIGN, 0);
-			/* Behind the read: reads just before it may still be
-			 * being answered. */
-			CHECK(sp.write_to + FS_STREAM_SLACK <= off);
-			said->written = sp.write_to;
-			said->writes++;
-		} else {
-			CHECK_UINT(sp.write_to, sp.write_from);
+	CHECK(sp->nwrite <= FS_SPENT_RANGES && sp->ndrop <= FS_SPENT_RANGES);
+	if (sp->nwrite || sp->ndrop)
+		said->calls_naming++;
+	for (i = 0; i < sp->nwrite; i++) {
+		const struct fs_range *r = &sp->write[i];
+
+		CHECK(r->from < r->to && r->to <= checked);
+		CHECK_UINT(r->from % FS_SPENT_CHUNK, 0);
+		CHECK(r->to % FS_SPENT_CHUNK == 0 || r->to == said->size);
+		for (c = r->from / FS_SPENT_CHUNK; c * FS_SPENT_CHUNK < r->to;
+		     c++) {
+			CHECK(said->state[c] != WRITTEN);
+			said->state[c] = WRITTEN;
+			said->nwritten++;
+			said->last_written = c;
 		}
-		if (sp.drop_to > sp.drop_from) {
-			CHECK_UINT(sp.drop_from, said->dropped);
-			CHECK_UINT(sp.drop_to % FS_STREAM_SPENT_ALIGN, 0);
-			/* Written back a while ago, and hashed. */
-			CHECK(sp.drop_to + FS_STREAM_DROP_LAG <= said->written);
-			CHECK(sp.drop_to <= checked);
-			said->dropped = sp.drop_to;
-			said->drops++;
-		} else {
-			CHECK_UINT(sp.drop_to, sp.drop_from);
+	}
+	for (i = 0; i < sp->ndrop; i++) {
+		const struct fs_range *r = &sp->drop[i];
+
+		CHECK(r->from < r->to);
+		CHECK_UINT(r->from % FS_SPENT_CHUNK, 0);
+		CHECK(r->to % FS_SPENT_CHUNK == 0 || r->to == said->size);
+		for (c = r->from / FS_SPENT_CHUNK; c * FS_SPENT_CHUNK < r->to;
+		     c++) {
+			CHECK_UINT(said->state[c], WRITTEN);
+			said->state[c] = GIVEN_BACK;
+			said->ndropped++;
 		}
 	}
 }
 
-static void test_stream__sequential_reader_spends_what_it_passed(void)
+static unsigned int count_state(const struct said *said, int state)
 {
-	struct fs_stream st = { 0 };
-	struct said said = { 0 };
+	unsigned int c, n = 0;
 
-	/* Reading up to 40 MiB: all but the last slack is written back,
-	 * to the alignment below it, and given back less the lag. */
-	spend_reading(&st, 0, 40 * MiB, UINT64_MAX, &said);
-	CHECK_UINT(said.written, 38 * MiB);
-	CHECK_UINT(said.dropped, 34 * MiB);
-	CHECK(said.writes >= 10 && said.drops >= 10); /* as it goes */
+	for (c = 0; c < CHUNKS; c++)
+		n += said->state[c] == state;
+	return n;
 }
 
-static void test_stream__spent_waits_for_the_hash(void)
+/* A read as fs_reader_advise() does it: count, then ask. */
+static void ledger_read(struct fs_ledger *l, struct said *said, uint64_t off,
+			uint64_t len, uint64_t checked)
 {
-	struct fs_stream st = { 0 };
-	struct said said = { 0 };
 	struct fs_spent sp;
-	uint64_t from, to;
+	unsigned int i, j;
 
-	spend_reading(&st, 0, 20 * MiB, 5 * MiB, &said);
-	CHECK_UINT(said.written, 18 * MiB);
-	CHECK_UINT(said.dropped, 4 * MiB);
-	/* The hash moves on: the next read says so, once. */
-	read_at(&st, 20 * MiB, KB128, &from, &to);
-	fs_stream_spent(&st, 20 * MiB, 11 * MiB, &sp);
-	CHECK_UINT(sp.drop_from, 4 * MiB);
-	CHECK_UINT(sp.drop_to, 10 * MiB);
-	read_at(&st, 20 * MiB + KB128, KB128, &from, &to);
-	fs_stream_spent(&st, 20 * MiB + KB128, 11 * MiB, &sp);
-	CHECK_UINT(sp.drop_to, sp.drop_from);
+	fs_ledger_read(l, off, len);
+	fs_ledger_spent(l, checked, false, &sp);
+	take(said, &sp, checked);
+	/* Given back by a later call than wrote it back, and FS_SPENT_LAG
+	 * chunks later. */
+	for (i = 0; i < sp.nwrite; i++)
+		for (j = 0; j < sp.ndrop; j++)
+			CHECK(sp.write[i].to <= sp.drop[j].from ||
+			      sp.drop[j].to <= sp.write[i].from);
+	CHECK(sp.ndrop == 0 || count_state(said, WRITTEN) >= FS_SPENT_LAG);
 }
 
-static void test_stream__random_reader_spends_nothing(void)
+/* A handle's close: all it can, without the lag. */
+static void ledger_close(struct fs_ledger *l, struct said *said,
+			 uint64_t checked)
 {
-	struct fs_stream st = { 0 };
 	struct fs_spent sp;
-	uint64_t from, to, off = 0, i;
 
+	do {
+		fs_ledger_spent(l, checked, true, &sp);
+		take(said, &sp, checked);
+	} while (sp.nwrite || sp.ndrop);
+}
+
+static void ledger_new(struct fs_ledger *l, struct said *said, uint64_t size)
+{
+	CHECK_INT(fs_ledger_init(l, size), 0);
+	*said = (struct said){ .size = size };
+}
+
+static void test_ledger__a_sequential_reader_spends_what_it_read(void)
+{
+	struct fs_ledger l;
+	struct said said;
+	uint64_t off;
+
+	ledger_new(&l, &said, 64 * MiB);
+	for (off = 0; off < 40 * MiB; off += KB128) {
+		ledger_read(&l, &said, off, KB128, UINT64_MAX);
+		/* Never a chunk the reader has not finished, and in order. */
+		CHECK(said.nwritten * FS_SPENT_CHUNK <= off + KB128);
+		CHECK(said.nwritten == 0 || said.last_written == said.nwritten - 1);
+	}
+	/* As it goes: every chunk read is written back, and all but the
+	 * last two (the lag) given back. */
+	CHECK_UINT(said.nwritten, 20);
+	CHECK_UINT(said.ndropped, 18);
+	CHECK(said.calls_naming >= 19);
+	CHECK_UINT(said.state[17], GIVEN_BACK);
+	CHECK_UINT(said.state[18], WRITTEN);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.ndropped, 20);
+	CHECK_UINT(said.state[20], KEPT);
+	fs_ledger_fini(&l);
+}
+
+static void test_ledger__it_waits_for_the_hash(void)
+{
+	struct fs_ledger l;
+	struct said said;
+	struct fs_spent sp;
+	uint64_t off;
+
+	ledger_new(&l, &said, 64 * MiB);
+	for (off = 0; off < 20 * MiB; off += KB128)
+		ledger_read(&l, &said, off, KB128, 5 * MiB);
+	/* Chunks 0 and 1 are hashed; both are kept for the lag. */
+	CHECK_UINT(said.nwritten, 2);
+	CHECK_UINT(said.ndropped, 0);
+	/* The hash moves on: the next call writes back what it passed and
+	 * gives back what earlier calls wrote back, less the lag. */
+	fs_ledger_spent(&l, 11 * MiB, false, &sp);
+	CHECK_UINT(sp.nwrite, 1);
+	CHECK_UINT(sp.write[0].from, 4 * MiB);
+	CHECK_UINT(sp.write[0].to, 10 * MiB);
+	CHECK_UINT(sp.ndrop, 1);
+	CHECK_UINT(sp.drop[0].from, 0);
+	CHECK_UINT(sp.drop[0].to, 4 * MiB);
+	take(&said, &sp, 11 * MiB);
+	fs_ledger_spent(&l, 11 * MiB, false, &sp);
+	CHECK_UINT(sp.nwrite, 0);
+	CHECK_UINT(sp.ndrop, 1);
+	CHECK_UINT(sp.drop[0].from, 4 * MiB);
+	CHECK_UINT(sp.drop[0].to, 6 * MiB);
+	take(&said, &sp, 11 * MiB);
+	fs_ledger_spent(&l, 11 * MiB, false, &sp);
+	CHECK_UINT(sp.nwrite + sp.ndrop, 0);
+	fs_ledger_fini(&l);
+}
+
+static void test_ledger__closing_stops_at_what_is_not_hashed(void)
+{
+	struct fs_ledger l;
+	struct said said;
+	uint64_t off;
+
+	ledger_new(&l, &said, 64 * MiB);
+	for (off = 0; off < 30 * MiB; off += KB128)
+		ledger_read(&l, &said, off, KB128, 21 * MiB);
+	ledger_close(&l, &said, 21 * MiB);
+	/* Chunks up to 20 MiB are given back, the rest is kept. */
+	CHECK_UINT(said.ndropped, 10);
+	CHECK_UINT(count_state(&said, WRITTEN), 0);
+	CHECK_UINT(said.state[10], KEPT);
+	/* Once hashed, a later close takes the rest. */
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.ndropped, 15);
+	CHECK_UINT(count_state(&said, GIVEN_BACK), 15);
+	fs_ledger_fini(&l);
+}
+
+static void test_ledger__a_chunk_read_in_part_is_kept(void)
+{
+	struct fs_ledger l;
+	struct said said;
+	uint64_t off = 0, i;
+
+	ledger_new(&l, &said, 64 * MiB);
 	for (i = 0; i < 200; i++) {
-		off = (off + 37 * MiB + 4096 * i) % (NBLOCKS * B);
-		read_at(&st, off, 4096, &from, &to);
-		fs_stream_spent(&st, off, UINT64_MAX, &sp);
-		CHECK_UINT(sp.write_to, sp.write_from);
-		CHECK_UINT(sp.drop_to, sp.drop_from);
+		off = (off + 37 * MiB + 4096 * i) % (64 * MiB);
+		ledger_read(&l, &said, off, 4096, UINT64_MAX);
 	}
+	CHECK_UINT(said.nwritten, 0);
+	fs_ledger_fini(&l);
+	/* All of a chunk but one page: kept. */
+	ledger_new(&l, &said, 64 * MiB);
+	for (off = 8 * MiB + 4096; off < 10 * MiB - 4096; off += 4096)
+		ledger_read(&l, &said, off, 4096, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 0);
+	ledger_read(&l, &said, 8 * MiB, 4096, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 0);
+	ledger_read(&l, &said, 10 * MiB - 4096, 4096, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 1);
+	CHECK_UINT(said.state[4], WRITTEN);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.ndropped, 1);
+	fs_ledger_fini(&l);
 }
 
-static void test_stream__a_new_stream_spends_from_its_start(void)
+static void test_ledger__loaders_sharing_out_tensors_spend_together(void)
 {
-	struct fs_stream st = { 0 };
-	struct said said = { 0 };
-	uint64_t start = 50 * MiB + 12345, from, to;
+	struct fs_ledger l;
+	struct said said;
+	uint64_t next[4] = { 0 }, tensor = 512 * 1024, size = 60 * MiB + 4096;
+	uint64_t t, pos;
+	unsigned int r, step;
 
-	spend_reading(&st, 0, 30 * MiB, UINT64_MAX, &said);
-	CHECK_UINT(said.written, 28 * MiB);
-	/* Reads behind it are still the stream's: nothing named twice. */
-	said = (struct said){ 0 };
-	spend_reading(&st, 0, 10 * MiB, UINT64_MAX, &said);
-	CHECK_UINT(said.writes + said.drops, 0);
-	CHECK_UINT(st.written, 28 * MiB);
-	CHECK_UINT(st.spent, 24 * MiB);
-	/* Elsewhere: from where that stream began, not before. */
-	read_at(&st, start, KB128, &from, &to);
-	CHECK_UINT(st.written, start);
-	CHECK_UINT(st.spent, start);
-	spend_reading(&st, start + KB128, start + 20 * MiB, UINT64_MAX, &said);
-	CHECK_UINT(said.written, 68 * MiB);
-	CHECK_UINT(said.dropped, 64 * MiB);
+	/* Four loaders, loader r touching tensors r, r + 4, ... in 64 KiB
+	 * faults, at different paces; the last chunk is short. */
+	ledger_new(&l, &said, size);
+	for (step = 0; step < 100000; step++) {
+		r = step % 4;
+		for (unsigned int k = 0; k <= r; k++) {
+			t = next[r] / tensor * 4 + r;
+			pos = t * tensor + next[r] % tensor;
+			if (pos >= size)
+				break;
+			ledger_read(&l, &said, pos, 64 * 1024, UINT64_MAX);
+			next[r] += 64 * 1024;
+		}
+	}
+	for (r = 0; r < 4; r++)
+		CHECK(next[r] / tensor * 4 + r >= size / tensor);
+	CHECK_UINT(said.nwritten, 31);
+	CHECK_UINT(said.ndropped, 29);
+	CHECK_UINT(said.state[0], GIVEN_BACK);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.ndropped, 31);
+	CHECK_UINT(count_state(&said, GIVEN_BACK), 31);
+	fs_ledger_fini(&l);
 }
 
-static void test_stream__closing_spends_the_rest_as_far_as_hashed(void)
+static void test_ledger__chunks_read_out_of_order_take_several_calls(void)
 {
-	struct fs_stream st = { 0 }, rnd = { 0 };
-	struct said said = { 0 };
+	struct fs_ledger l;
+	struct said said;
 	struct fs_spent sp;
-	uint64_t from, to;
+	uint64_t c;
 
-	spend_reading(&st, 0, 30 * MiB, 29 * MiB, &said);
-	fs_stream_spent_all(&st, 29 * MiB, &sp);
-	CHECK_UINT(sp.write_from, 28 * MiB);
-	CHECK_UINT(sp.write_to, 29 * MiB);	/* no alignment at the end */
-	CHECK_UINT(sp.drop_from, 24 * MiB);
-	CHECK_UINT(sp.drop_to, 29 * MiB);
-	/* The hash is done: the rest of what was read, and no more. */
-	fs_stream_spent_all(&st, UINT64_MAX, &sp);
-	CHECK_UINT(sp.write_from, 29 * MiB);
-	CHECK_UINT(sp.write_to, 30 * MiB);
-	CHECK_UINT(sp.drop_from, 29 * MiB);
-	CHECK_UINT(sp.drop_to, 30 * MiB);
-	fs_stream_spent_all(&st, UINT64_MAX, &sp);
-	CHECK_UINT(sp.write_to + sp.drop_to, 0);
-	/* A random reader's close says nothing. */
-	read_at(&rnd, 7 * MiB, KB128, &from, &to);
-	fs_stream_spent_all(&rnd, UINT64_MAX, &sp);
-	CHECK_UINT(sp.write_to + sp.drop_to, 0);
+	/* Chunks finished in the order 0, 2, 4, ... 14, then 1, 3, ...: no
+	 * two written back together follow each other. */
+	ledger_new(&l, &said, 32 * MiB);
+	for (c = 0; c < 16; c += 2)
+		fs_ledger_read(&l, c * FS_SPENT_CHUNK, FS_SPENT_CHUNK);
+	fs_ledger_spent(&l, UINT64_MAX, false, &sp);
+	CHECK_UINT(sp.nwrite, FS_SPENT_RANGES);
+	CHECK_UINT(sp.write[3].from, 6 * FS_SPENT_CHUNK);
+	CHECK_UINT(sp.ndrop, 0);
+	take(&said, &sp, UINT64_MAX);
+	fs_ledger_spent(&l, UINT64_MAX, false, &sp);
+	CHECK_UINT(sp.nwrite, 4);
+	CHECK_UINT(sp.ndrop, 4);
+	take(&said, &sp, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 8);
+	for (c = 1; c < 16; c += 2)
+		ledger_read(&l, &said, c * FS_SPENT_CHUNK, FS_SPENT_CHUNK,
+			    UINT64_MAX);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 16);
+	CHECK_UINT(said.ndropped, 16);
+	fs_ledger_fini(&l);
+}
+
+static void test_ledger__a_chunk_read_again_counts_again(void)
+{
+	struct fs_ledger l;
+	struct said said;
+	unsigned int pass;
+	uint64_t off;
+
+	/* Over a file of 21 chunks, half of it, then all of it twice, so
+	 * that the queue's ring goes round with chunks in it: each pass
+	 * writes back and gives back every chunk it read. */
+	ledger_new(&l, &said, 41 * MiB);
+	for (pass = 0; pass < 3; pass++) {
+		for (off = 0; off < (pass ? 41 : 22) * MiB; off += MiB)
+			ledger_read(&l, &said, off, MiB, UINT64_MAX);
+		ledger_close(&l, &said, UINT64_MAX);
+		CHECK_UINT(said.nwritten, 11 + 21 * pass);
+		CHECK_UINT(said.ndropped, 11 + 21 * pass);
+		CHECK_UINT(count_state(&said, GIVEN_BACK), pass ? 21 : 11);
+	}
+	fs_ledger_fini(&l);
+}
+
+static void test_ledger__reads_past_the_end_count_nothing(void)
+{
+	struct fs_ledger l;
+	struct said said;
+
+	ledger_new(&l, &said, 3 * MiB);
+	ledger_read(&l, &said, 3 * MiB, MiB, UINT64_MAX);
+	ledger_read(&l, &said, 5 * MiB, 4 * MiB, UINT64_MAX);
+	ledger_read(&l, &said, 0, 0, UINT64_MAX);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 0);
+	/* The short last chunk ends with the file. */
+	ledger_read(&l, &said, 2 * MiB, 4 * MiB, UINT64_MAX);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 1);
+	CHECK_UINT(said.ndropped, 1);
+	fs_ledger_fini(&l);
+	/* An empty file has no chunks. */
+	ledger_new(&l, &said, 0);
+	ledger_read(&l, &said, 0, MiB, UINT64_MAX);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.nwritten + said.ndropped, 0);
+	fs_ledger_fini(&l);
 }
 
 static const struct check_test tests[] = {
@@ -421,11 +596,14 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_sweep__interleaved_loaders_get_readahead),
 	CHECK_TEST(test_sweep__nothing_behind_gets_nothing),
 	CHECK_TEST(test_sweep__a_laggard_continues_a_far_read_restarts),
-	CHECK_TEST(test_stream__sequential_reader_spends_what_it_passed),
-	CHECK_TEST(test_stream__spent_waits_for_the_hash),
-	CHECK_TEST(test_stream__random_reader_spends_nothing),
-	CHECK_TEST(test_stream__a_new_stream_spends_from_its_start),
-	CHECK_TEST(test_stream__closing_spends_the_rest_as_far_as_hashed),
+	CHECK_TEST(test_ledger__a_sequential_reader_spends_what_it_read),
+	CHECK_TEST(test_ledger__it_waits_for_the_hash),
+	CHECK_TEST(test_ledger__closing_stops_at_what_is_not_hashed),
+	CHECK_TEST(test_ledger__a_chunk_read_in_part_is_kept),
+	CHECK_TEST(test_ledger__loaders_sharing_out_tensors_spend_together),
+	CHECK_TEST(test_ledger__chunks_read_out_of_order_take_several_calls),
+	CHECK_TEST(test_ledger__a_chunk_read_again_counts_again),
+	CHECK_TEST(test_ledger__reads_past_the_end_count_nothing),
 };
 
 CHECK_MAIN(tests)
