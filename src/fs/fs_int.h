@@ -144,13 +144,14 @@ struct fs_ledger {
 /* A ledger for an object of @size bytes; 0 or -ENOMEM. */
 int fs_ledger_init(struct fs_ledger *ledger, uint64_t size);
 void fs_ledger_fini(struct fs_ledger *ledger);
-/* Count a read of [@off, @off + @len), about to be answered. */
-void fs_ledger_read(struct fs_ledger *ledger, uint64_t off, uint64_t len);
+/* Count a read of [@off, @off + @len), about to be answered; true if
+ * fs_ledger_spent() may now name something. */
+bool fs_ledger_read(struct fs_ledger *ledger, uint64_t off, uint64_t len);
 /*
  * With the content before @checked hashed, what the readers are done
  * with (@all: without the lag, when a handle is closed).  A chunk is
- * named once in each kind of range each time it is read in full; call
- * again while @sp names something to have all of it.
+ * named once in each kind of range each time it is read in full.  With
+ * @all, call again while @sp names something to have all of it.
  */
 void fs_ledger_spent(struct fs_ledger *ledger, uint64_t checked, bool all,
 		     struct fs_spent *sp);
@@ -214,8 +215,8 @@ void fs_object_put(struct fs_object *obj);
  * Update a file handle's sequential-read state for a read of @size bytes
  * at @off and queue readahead if the stream is sequential.  Never blocks
  * on the network.  The caller serialises calls for one @stream, and
- * answers the read.  True if the read was counted in the object's
- * ledger: then call fs_reader_release() once it is answered.
+ * answers the read.  True if the object's ledger may have something to
+ * give back: then call fs_reader_release() once the read is answered.
  */
 bool fs_reader_advise(struct fs_object *obj, struct fs_stream *stream,
 		      uint64_t off, size_t size);

@@ -60,8 +60,10 @@
  * then, and a cold read of a large file would otherwise hold it in
  * memory twice.  fs_reader_advise() counts a read; fs_reader_release(),
  * after its reply, gives back what the ledger names with the hash as
- * far as it is then; a worker whose fetch lets the hash reach the end
- * does the same, for chunks that no later read would give back.
+ * far as it is then.  Once the hash has reached the end, no later read
+ * may come to give back what a call writes back, so from then on all
+ * that was read in full goes at once, without the lag; a fetch worker
+ * whose run lets the hash reach the end does the same.
  *
  * Integrity.  Each block carries a CRC checked by the cache.  Besides,
  * every object's content hash is checked against its key: sha256 for LFS
@@ -85,10 +87,11 @@
  * to the first thread that waits for writeback, for the whole file, and
  * that thread must drop the object's blocks before anyone gives back
  * more.  It is held across that wait (normally none, thanks to the lag)
- * and nothing else takes it, so no read waits for it; hash_lock is taken
- * under it.  reader->lock is taken before obj->lock when both are held;
- * hash_lock is never held with those two.  No lock is held across an
- * HTTP request.
+ * by threads that have answered their read, or a fetch worker that has
+ * finished its run; no read waits for it before its answer.  hash_lock
+ * is taken under it.  reader->lock is taken before obj->lock when both
+ * are held; hash_lock is never held with those two.  No lock is held
+ * across an HTTP request.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -729,9 +732,10 @@ static void run_ahead(struct fs_object *obj, struct fs_run *run)
 	if (!err)
 		hash_advance(obj);
 	/* The hash has just reached the end: what readers finished before
-	 * it got there waits for no further read. */
+	 * it got there waits for no further read (there may be none), and
+	 * a worker can wait for the disk. */
 	if (!verified && atomic_load(&obj->verified))
-		spend(obj, false);
+		spend(obj, true);
 }
 
 static struct fs_run *run_covering(struct fs_object *obj, uint64_t idx)
@@ -1113,6 +1117,7 @@ bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		      uint64_t off, size_t size)
 {
 	uint64_t end, from, to, asked;
+	bool pending;
 
 	if (off >= obj->size || size == 0)
 		return false;
@@ -1120,16 +1125,16 @@ bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		return false;
 	end = obj->size - off < size ? obj->size : off + size;
 	pthread_mutex_lock(&obj->ledger_lock);
-	fs_ledger_read(&obj->ledger, off, end - off);
+	pending = fs_ledger_read(&obj->ledger, off, end - off);
 	pthread_mutex_unlock(&obj->ledger_lock);
 	fs_stream_update(st, off, end, obj->nblocks,
 			 obj->reader->opts.max_window_blocks, &from, &to);
 	if (from < to) {
 		st->ra_next = queue_readahead(obj, from, to);
-		return true;
+		return pending;
 	}
 	if (st->window)
-		return true;	/* sequential: its own readahead will come */
+		return pending;	/* sequential: its own readahead will come */
 	/* Not this handle's stream: perhaps its readers' sweep together. */
 	pthread_mutex_lock(&obj->lock);
 	fs_sweep_update(&obj->sweep, swept_before(obj, off / BS),
@@ -1139,7 +1144,7 @@ bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		obj->sweep.ra_next = to;	/* claimed: asked for below */
 	pthread_mutex_unlock(&obj->lock);
 	if (from >= to)
-		return true;
+		return pending;
 	asked = queue_readahead(obj, from, to);
 	if (asked < to) {	/* the queue was full */
 		pthread_mutex_lock(&obj->lock);
@@ -1147,7 +1152,7 @@ bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 			obj->sweep.ra_next = asked;
 		pthread_mutex_unlock(&obj->lock);
 	}
-	return true;
+	return pending;
 }
 
 /* Act on what the ledger named: see "Pages" above. */
@@ -1200,7 +1205,9 @@ static void spend(struct fs_object *obj, bool all)
 
 void fs_reader_release(struct fs_object *obj)
 {
-	spend(obj, false);
+	/* Once the hash is done, no later read may come to give back what
+	 * this one writes back: all of it goes now. */
+	spend(obj, atomic_load(&obj->verified));
 }
 
 void fs_reader_close(struct fs_object *obj)

@@ -175,12 +175,14 @@ static uint64_t chunk_end(const struct fs_ledger *l, uint64_t c)
 
 /* A chunk is in the queue at most once (its count starts again only
  * when it leaves), so the queue never holds more than nchunks. */
-void fs_ledger_read(struct fs_ledger *l, uint64_t off, uint64_t len)
+bool fs_ledger_read(struct fs_ledger *l, uint64_t off, uint64_t len)
 {
 	uint64_t end, c;
 
-	if (!l->done || len == 0 || off >= l->size)
-		return;
+	if (!l->done)
+		return false;
+	if (len == 0 || off >= l->size)
+		goto out;
 	end = len > l->size - off ? l->size : off + len;
 	for (c = off / FS_SPENT_CHUNK; c * FS_SPENT_CHUNK < end; c++) {
 		uint64_t from = c * FS_SPENT_CHUNK, to = chunk_end(l, c);
@@ -193,6 +195,9 @@ void fs_ledger_read(struct fs_ledger *l, uint64_t off, uint64_t len)
 		if (l->done[c] == clen)
 			l->queue[(l->head + l->len++) % l->nchunks] = (uint32_t)c;
 	}
+out:
+	/* Chunks to write back, or more written back than the lag keeps. */
+	return l->written < l->len || l->written > FS_SPENT_LAG;
 }
 
 /* Add chunk @c to @r's ranges, joining the last one if it follows it;

@@ -431,7 +431,9 @@ class Suite:
         if p.returncode != 0:
             return None
         out = json.loads(p.stdout)
-        return 100.0 * out["large"] / out["resident"] if out["resident"] else None
+        if not out["resident"]:
+            return None
+        return 100.0 * out["large"] / out["resident"]
 
     def warm(self, *paths):
         """Bring files into the page cache."""
@@ -802,17 +804,22 @@ class Suite:
                             large_pct=self.large_folios(local) if big else None)
             if big:
                 # S2's FUSE ceiling: the passthrough keeping its page cache
-                # across opens, as hubfs does, read a second time.
-                with self.passthrough(self.seq_local, opts=",kernel_cache") as pt:
+                # across opens, as hubfs does, read as hubfs's file is: a
+                # first read, the check, then the timed one (the kernel
+                # moves a page to its active list on its second use, which
+                # costs per page).
+                label = "passthrough -o kernel_cache cat, re-read, %s" % hs
+                opts = ",kernel_cache"
+                with self.passthrough(self.seq_local, opts=opts) as pt:
                     c = cat.replace("$MNT", "$PT")
-                    self.sh(c, {"PT": pt.mnt})
-                    secs, _ = self.sh(c, {"PT": pt.mnt})
-                    label = "passthrough -o kernel_cache cat, re-read, %s" % hs
                     path = os.path.join(pt.mnt, name)
+                    self.sh(c, {"PT": pt.mnt})
                     self.check_read("S2", label, path, exp)
+                    secs, _ = self.sh(c, {"PT": pt.mnt})
                     s = self.record("S2", label, size / secs / 1e6, "MB/s",
-                                    ["passthrough -o kernel_cache ...; " + c, c],
-                                    secs=secs, large_pct=self.large_folios(path))
+                                    ["passthrough -o kernel_cache ...; " + c,
+                                     c], secs=secs,
+                                    large_pct=self.large_folios(path))
                     log("S2 %s: %.0f MB/s" % (label, s["value"]))
                 # S3's baseline: the passthrough with the page cache dropped.
                 if self.can_drop and self.drop_caches():
@@ -1718,7 +1725,8 @@ class Report:
         r = self.pairs(h, b, lambda x, y: x / y)
         self.add("S2", "re-read while mounted, %s (MB/s)" % hs_big, h, "MB/s",
                  "local file, page cache", b, r, ">= 0.9", self.ge(r, 0.9))
-        b = self.vals("S2", "passthrough -o kernel_cache cat, re-read, %s" % hs_big)
+        b = self.vals("S2", "passthrough -o kernel_cache cat, re-read, %s"
+                      % hs_big)
         self.add("S2", "re-read vs the passthrough's re-read", h, "MB/s",
                  "passthrough -o kernel_cache, page cache", b,
                  self.pairs(h, b, lambda x, y: x / y), "", None)
@@ -2184,7 +2192,9 @@ DESCRIPTIONS = {
         "run at page-cache speed. Baseline: `cat` of the local file from the "
         "page cache. The FUSE ceiling: the minimal passthrough with "
         "`-o kernel_cache` (it keeps its page cache across opens, as hubfs "
-        "does), read a second time. `in large folios` is the share of the "
+        "does), read, checked and then timed as hubfs's file is (the "
+        "kernel moves a page to its active list on its second use, at a "
+        "cost per page). `in large folios` is the share of the "
         "file's cached pages that belong to large folios (`benchtool "
         "folios`): copying out of the page cache costs per folio."),
     "S3": lambda s: (

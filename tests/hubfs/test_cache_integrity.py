@@ -304,8 +304,9 @@ def test_a_sequential_read_gives_back_the_cache_files_pages(
         localhub_factory, mount_factory, tmp_path):
     """Read in order, a large file's bytes are kept in the kernel's cache
     of the file itself; the pages of the cache file under them are given
-    back as the reader passes and the rest when it closes, both just
-    fetched (written, then clean) and after a remount (read from disk)."""
+    back as the reader passes and the rest once the hash has ended, both
+    just fetched (written, then clean) and after a remount (read from
+    disk)."""
     skip_on_tmpfs(tmp_path)
     h = localhub_factory()
     h.seed("seed-model", "tester/seq", "--no-history", "--shards", "1",
@@ -329,8 +330,8 @@ def test_a_sequential_read_gives_back_the_cache_files_pages(
             (data,) = glob.glob(os.path.join(cache, "data", "*",
                                              want.hex()))
             # While open, once the last replies are followed up (a
-            # moment after them): all but the two 2 MiB chunks of lag.
-            assert wait_resident_below(data, 8 << 20) < (8 << 20), when
+            # moment after them): all of it, as the hash has ended.
+            assert wait_resident_below(data, 2 << 20) < (2 << 20), when
         assert got.digest() == want
         # Closed: all of it.  A range that cuts a folio of readahead
         # would keep it whole.
@@ -338,22 +339,22 @@ def test_a_sequential_read_gives_back_the_cache_files_pages(
         m.stop()
 
 
-def test_pages_read_before_the_hash_ends_are_given_back_when_it_does(
+def test_a_reader_that_stops_short_gives_back_what_it_read(
         localhub_factory, mount_factory, tmp_path):
-    """A reader that stops short of the end leaves the rest to readahead,
-    so the hash ends in a fetch worker after the last read: the pages of
-    what was read are given back then, not when the file is closed."""
+    """A reader that stops short of the end leaves the rest to readahead;
+    once the hash has ended (in a read or in a fetch worker), the pages
+    of what was read are given back, not only when the file is closed."""
     m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
     part = 24 << 20
     with open(m.path(SMALL), "rb") as f:
         got = f.read(part)
         assert got == real[:part]
         (data,) = glob.glob(pattern)
-        # The hash ends once readahead has fetched the rest; then all of
-        # what was read but the lag (two 2 MiB chunks) is given back.
+        # The hash ends once readahead has fetched the rest; then all
+        # that was read is given back.
         assert wait_resident_below(
-            data, 8 << 20,
-            lambda p: resident_below(p, part)) < (8 << 20)
+            data, 2 << 20,
+            lambda p: resident_below(p, part)) < (2 << 20)
 
 
 def test_loaders_sharing_out_tensors_give_back_the_cache_files_pages(
@@ -361,7 +362,7 @@ def test_loaders_sharing_out_tensors_give_back_the_cache_files_pages(
     """Four loaders each read every fourth 512 KiB tensor of a file: no
     one handle reads in order, but between them they read all of it, and
     the cache file's pages under what they read are given back as they
-    go, the rest when they close."""
+    go, the rest once the hash has ended."""
     m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
     path = m.path(SMALL)
     size = len(real)
@@ -391,9 +392,9 @@ def test_loaders_sharing_out_tensors_give_back_the_cache_files_pages(
     try:
         done.wait(timeout=120)
         (data,) = glob.glob(pattern)
-        # All read, all handles open: the lag, as for one reader in
+        # All read, all handles open: all of it, as for one reader in
         # order (above).
-        open_resident = wait_resident_below(data, 8 << 20)
+        open_resident = wait_resident_below(data, 2 << 20)
         closing.wait(timeout=120)
         closed = True
     except threading.BrokenBarrierError:
@@ -406,7 +407,7 @@ def test_loaders_sharing_out_tensors_give_back_the_cache_files_pages(
     assert not errors, errors
     assert open_resident is not None
     assert b"".join(got[o] for o in sorted(got)) == real
-    assert open_resident < (8 << 20), open_resident
+    assert open_resident < (2 << 20), open_resident
     assert wait_resident_below(data, 2 << 20) < (2 << 20)
 
 
