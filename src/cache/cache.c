@@ -1337,9 +1337,9 @@ int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 	 * A page whose write failed is clean, but its bytes are not on
 	 * disk: given back, it would be read again as whatever the disk
 	 * holds, and a block once confirmed is not checked again.  So wait
-	 * for writeback still running in the range (normally none: it was
-	 * started a while ago), which also reports any write of this file
-	 * that failed since the last call.
+	 * for writeback still running in the range (often none: the caller
+	 * may have started it a while ago), which also reports any write
+	 * of this file that failed since the last call.
 	 */
 	if (sync_file_range(obj->ent->fd, (off64_t)off, (off64_t)len,
 			    SYNC_FILE_RANGE_WAIT_BEFORE) != 0) {

@@ -145,11 +145,13 @@ struct fs_ledger {
 int fs_ledger_init(struct fs_ledger *ledger, uint64_t size);
 void fs_ledger_fini(struct fs_ledger *ledger);
 /* Count a read of [@off, @off + @len), about to be answered; true if
- * fs_ledger_spent() may now name something. */
-bool fs_ledger_read(struct fs_ledger *ledger, uint64_t off, uint64_t len);
+ * fs_ledger_spent() with @all may now name something. */
+bool fs_ledger_read(struct fs_ledger *ledger, uint64_t off, uint64_t len,
+		    bool all);
 /*
  * With the content before @checked hashed, what the readers are done
- * with (@all: without the lag, when a handle is closed).  A chunk is
+ * with (@all: without the lag, when a handle is closed or once the
+ * whole content is hashed).  A chunk is
  * named once in each kind of range each time it is read in full.  With
  * @all, call again while @sp names something to have all of it.
  */

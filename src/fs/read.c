@@ -58,12 +58,15 @@
  * read in full are written back and then given back (the ledger in
  * stream.c says when): their bytes are in the FUSE file's page cache by
  * then, and a cold read of a large file would otherwise hold it in
- * memory twice.  fs_reader_advise() counts a read; fs_reader_release(),
- * after its reply, gives back what the ledger names with the hash as
- * far as it is then.  Once the hash has reached the end, no later read
- * may come to give back what a call writes back, so from then on all
- * that was read in full goes at once, without the lag; a fetch worker
- * whose run lets the hash reach the end does the same.
+ * memory twice.  fs_reader_advise() counts a read and says whether the
+ * ledger may have anything to give back (always, while the hash runs:
+ * the read may end it); if so, fs_reader_release(), after its reply,
+ * gives back what the ledger names with the hash as far as it is then.
+ * Once the hash has reached the end, no later read may come to give
+ * back what a call writes back, so from then on all that was read in
+ * full goes at once, without the lag, and the thread waits for its
+ * writeback; a fetch worker whose run lets the hash reach the end does
+ * the same.
  *
  * Integrity.  Each block carries a CRC checked by the cache.  Besides,
  * every object's content hash is checked against its key: sha256 for LFS
@@ -86,9 +89,11 @@
  * pages and guards pages_bad: a failed write of the cache file is told
  * to the first thread that waits for writeback, for the whole file, and
  * that thread must drop the object's blocks before anyone gives back
- * more.  It is held across that wait (normally none, thanks to the lag)
- * by threads that have answered their read, or a fetch worker that has
- * finished its run; no read waits for it before its answer.  hash_lock
+ * more.  It is held across that wait (normally none while the hash
+ * runs, thanks to the lag; after it, or at a close, the write just
+ * started) by threads that have answered their read, a handle's
+ * release, or a fetch worker that has finished its run; no read waits
+ * for it before its answer.  hash_lock
  * is taken under it.  reader->lock is taken before obj->lock when both
  * are held; hash_lock is never held with those two.  No lock is held
  * across an HTTP request.
@@ -1116,8 +1121,8 @@ static uint64_t hashed_bytes(struct fs_object *obj)
 bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		      uint64_t off, size_t size)
 {
+	bool verified = atomic_load(&obj->verified), pending;
 	uint64_t end, from, to, asked;
-	bool pending;
 
 	if (off >= obj->size || size == 0)
 		return false;
@@ -1125,8 +1130,11 @@ bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		return false;
 	end = obj->size - off < size ? obj->size : off + size;
 	pthread_mutex_lock(&obj->ledger_lock);
-	pending = fs_ledger_read(&obj->ledger, off, end - off);
+	pending = fs_ledger_read(&obj->ledger, off, end - off, verified);
 	pthread_mutex_unlock(&obj->ledger_lock);
+	/* While the hash runs, this read may be the one that ends it, and
+	 * then has all that was read in full to give back. */
+	pending = pending || !verified;
 	fs_stream_update(st, off, end, obj->nblocks,
 			 obj->reader->opts.max_window_blocks, &from, &to);
 	if (from < to) {

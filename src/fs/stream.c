@@ -55,7 +55,8 @@
  * chunks were written back, so that giving back seldom waits for the
  * disk (the reader writes back again what it gives back: the thread
  * told to write a chunk back may not have done so yet).  When a handle
- * is closed, the queue goes the same way at once, up to its first chunk
+ * is closed (or, as the caller chooses, once the whole content is
+ * hashed), the queue goes the same way at once, up to its first chunk
  * not hashed yet (readers sharing out a file may finish chunks out of
  * order; the hash goes in file order).  The kernel keeps a page cache
  * folio whole when a range cuts it, and its readahead of the cache file
@@ -175,7 +176,8 @@ static uint64_t chunk_end(const struct fs_ledger *l, uint64_t c)
 
 /* A chunk is in the queue at most once (its count starts again only
  * when it leaves), so the queue never holds more than nchunks. */
-bool fs_ledger_read(struct fs_ledger *l, uint64_t off, uint64_t len)
+bool fs_ledger_read(struct fs_ledger *l, uint64_t off, uint64_t len,
+		    bool all)
 {
 	uint64_t end, c;
 
@@ -197,7 +199,7 @@ bool fs_ledger_read(struct fs_ledger *l, uint64_t off, uint64_t len)
 	}
 out:
 	/* Chunks to write back, or more written back than the lag keeps. */
-	return l->written < l->len || l->written > FS_SPENT_LAG;
+	return l->written < l->len || l->written > (all ? 0 : FS_SPENT_LAG);
 }
 
 /* Add chunk @c to @r's ranges, joining the last one if it follows it;

@@ -336,7 +336,7 @@ static void ledger_read(struct fs_ledger *l, struct said *said, uint64_t off,
 	unsigned int i, j;
 	bool pending;
 
-	pending = fs_ledger_read(l, off, len);
+	pending = fs_ledger_read(l, off, len, false);
 	fs_ledger_spent(l, checked, false, &sp);
 	take(said, &sp, checked);
 	/* Not pending: nothing to ask for, so the reader need not ask. */
@@ -521,7 +521,7 @@ static void test_ledger__chunks_read_out_of_order_take_several_calls(void)
 	 * two written back together follow each other. */
 	ledger_new(&l, &said, 32 * MiB);
 	for (c = 0; c < 16; c += 2)
-		fs_ledger_read(&l, c * FS_SPENT_CHUNK, FS_SPENT_CHUNK);
+		fs_ledger_read(&l, c * FS_SPENT_CHUNK, FS_SPENT_CHUNK, false);
 	fs_ledger_spent(&l, UINT64_MAX, false, &sp);
 	CHECK_UINT(sp.nwrite, FS_SPENT_RANGES);
 	CHECK_UINT(sp.write[3].from, 6 * FS_SPENT_CHUNK);
@@ -560,6 +560,45 @@ static void test_ledger__a_chunk_read_again_counts_again(void)
 		CHECK_UINT(said.ndropped, 11 + 21 * pass);
 		CHECK_UINT(count_state(&said, GIVEN_BACK), pass ? 21 : 11);
 	}
+	fs_ledger_fini(&l);
+}
+
+static void test_ledger__a_read_says_whether_anything_is_pending(void)
+{
+	struct fs_ledger l;
+	struct said said;
+	struct fs_spent sp;
+	uint64_t off;
+
+	ledger_new(&l, &said, 64 * MiB);
+	/* Pending from the first chunk read in full: it waits to be
+	 * written back. */
+	for (off = 0; off < 10 * MiB; off += MiB)
+		CHECK(fs_ledger_read(&l, off, MiB, false) == (off >= MiB));
+	/* Five chunks wait for the hash, then are written back at once;
+	 * none goes in the same call. */
+	fs_ledger_spent(&l, 0, false, &sp);
+	CHECK_UINT(sp.nwrite + sp.ndrop, 0);
+	fs_ledger_spent(&l, UINT64_MAX, false, &sp);
+	take(&said, &sp, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 5);
+	CHECK_UINT(said.ndropped, 0);
+	/* A read that finishes nothing: three are more than the lag. */
+	CHECK(fs_ledger_read(&l, 20 * MiB, 4096, false));
+	fs_ledger_spent(&l, UINT64_MAX, false, &sp);
+	take(&said, &sp, UINT64_MAX);
+	CHECK_UINT(said.ndropped, 3);
+	/* The lag is kept: nothing for a call with it, two without. */
+	CHECK(!fs_ledger_read(&l, 20 * MiB + 4096, 4096, false));
+	fs_ledger_spent(&l, UINT64_MAX, false, &sp);
+	CHECK_UINT(sp.nwrite + sp.ndrop, 0);
+	CHECK(fs_ledger_read(&l, 20 * MiB + 8192, 4096, true));
+	fs_ledger_spent(&l, UINT64_MAX, true, &sp);
+	take(&said, &sp, UINT64_MAX);
+	CHECK_UINT(said.ndropped, 5);
+	CHECK(!fs_ledger_read(&l, 20 * MiB + 12288, 4096, true));
+	fs_ledger_spent(&l, UINT64_MAX, true, &sp);
+	CHECK_UINT(sp.nwrite + sp.ndrop, 0);
 	fs_ledger_fini(&l);
 }
 
@@ -610,6 +649,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_ledger__loaders_sharing_out_tensors_spend_together),
 	CHECK_TEST(test_ledger__chunks_read_out_of_order_take_several_calls),
 	CHECK_TEST(test_ledger__a_chunk_read_again_counts_again),
+	CHECK_TEST(test_ledger__a_read_says_whether_anything_is_pending),
 	CHECK_TEST(test_ledger__reads_past_the_end_count_nothing),
 };
 
