@@ -1,7 +1,8 @@
 """Deterministic fault injection and rate limiting for the local Hub.
 
-A fault rule matches requests by origin, route name, method and a path regex,
-and fires on the Nth match, on every match, or on a seeded-random fraction of
+A fault rule matches requests by origin, route name, method, a path regex
+and the least offset a ranged request starts at (`min_offset`: a request
+without a Range header starts at 0), and fires on the Nth match, on every match, or on a seeded-random fraction of
 matches, at most `times` times.  Given the same sequence of requests, the same
 requests fail: each rule owns its counter and its random generator.
 
@@ -27,7 +28,7 @@ ACTIONS = ("status", "reset", "truncate", "stall", "ignore_range",
            "wrong_range")
 RULE_KEYS = {"origin", "route", "method", "path", "action", "status",
              "retry_after", "fraction", "nth", "times", "after_bytes",
-             "seconds", "seed", "name"}
+             "seconds", "seed", "name", "min_offset"}
 
 
 class FaultRule:
@@ -44,6 +45,7 @@ class FaultRule:
         self.route = spec.get("route", "*")
         self.method = spec.get("method")
         self.path_re = re.compile(spec["path"]) if spec.get("path") else None
+        self.min_offset = int(spec.get("min_offset", 0))
         self.action = spec.get("action", "status")
         if self.action not in ACTIONS:
             raise ValueError("action must be one of %s" % ", ".join(ACTIONS))
@@ -58,7 +60,7 @@ class FaultRule:
         self.seen = 0
         self.fired = 0
 
-    def matches(self, origin, route, method, path):
+    def matches(self, origin, route, method, path, offset):
         if self.origin != "any" and self.origin != origin:
             return False
         if self.route != "*" and self.route != route:
@@ -67,7 +69,7 @@ class FaultRule:
             return False
         if self.path_re and not self.path_re.search(path):
             return False
-        return True
+        return offset >= self.min_offset
 
     def decide(self):
         """Count one matching request; return True if the fault fires."""
@@ -115,11 +117,12 @@ class Faults:
         with self.lock:
             return [r.describe() for r in self.rules]
 
-    def pick(self, origin, route, method, path):
-        """The first rule that fires for this request, or None."""
+    def pick(self, origin, route, method, path, offset=0):
+        """The first rule that fires for this request, or None; @offset:
+        where its Range starts."""
         with self.lock:
             for r in self.rules:
-                if r.matches(origin, route, method, path) and r.decide():
+                if r.matches(origin, route, method, path, offset) and r.decide():
                     return r
         return None
 

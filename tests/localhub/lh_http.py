@@ -11,6 +11,7 @@ import collections
 import http.server
 import json
 import os
+import re
 import socket
 import socketserver
 import struct
@@ -356,7 +357,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.route_name, fn = self.route(method)
                 self.prepare()
                 f = self.app.faults.pick(self.server.origin, self.route_name,
-                                         method, self.raw_path)
+                                         method, self.raw_path,
+                                         range_offset(self.headers.get("Range")))
                 if f is not None:
                     self.log_extra["fault"] = f.name
                     if f.action == "status":
@@ -426,6 +428,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_DELETE(self):
         self._handle("DELETE")
+
+
+def range_offset(header):
+    """Where a Range header's first range starts (0 without one, or for a
+    suffix range, which fault rules treat as a whole-file request)."""
+    m = re.match(r"\s*bytes\s*=\s*(\d+)\s*-", header or "")
+    return int(m.group(1)) if m else 0
 
 
 def parse_range(header, size):
