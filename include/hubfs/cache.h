@@ -185,6 +185,19 @@ void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 				  uint64_t len);
 
+/*
+ * Whether the data file's bytes in [@off, @off + @len) may be served from
+ * it: waits for writeback of the range still running and returns -errno
+ * if a write of the data file has failed since the last call of this or
+ * of release_pages (the kernel tells each failure once).  A page whose
+ * write failed is clean, so the kernel may drop it and read the disk's
+ * stale bytes in its place, and blocks this process stored are not
+ * checked again; on an error the caller drops the object's blocks
+ * (hubfs_cache_obj_drop()) and fetches what it needs again.
+ */
+int hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj, uint64_t off,
+				 uint64_t len);
+
 /* Add @len bytes of a block, in order, to @sum. */
 void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,
 			 size_t len);

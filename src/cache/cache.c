@@ -1330,6 +1330,20 @@ void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			      SYNC_FILE_RANGE_WRITE);
 }
 
+int hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj, uint64_t off,
+				 uint64_t len)
+{
+	if (sync_file_range(obj->ent->fd, (off64_t)off, (off64_t)len,
+			    SYNC_FILE_RANGE_WAIT_BEFORE) != 0) {
+		int err = -errno;
+
+		hubfs_err_set("cache: %s: a write of its data file failed: %s",
+			      obj->ent->key, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
 int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 				  uint64_t len)
 {
@@ -1341,14 +1355,10 @@ int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 	 * may have started it a while ago), which also reports any write
 	 * of this file that failed since the last call.
 	 */
-	if (sync_file_range(obj->ent->fd, (off64_t)off, (off64_t)len,
-			    SYNC_FILE_RANGE_WAIT_BEFORE) != 0) {
-		int err = -errno;
+	int err = hubfs_cache_obj_check_writes(obj, off, len);
 
-		hubfs_err_set("cache: %s: a write of its data file failed: %s",
-			      obj->ent->key, strerror(-err));
+	if (err)
 		return err;
-	}
 	(void)posix_fadvise(obj->ent->fd, (off_t)off, (off_t)len,
 			    POSIX_FADV_DONTNEED);
 	return 0;

@@ -247,7 +247,8 @@ struct fs_early {
  * are (less than @size only at the end of the file).  1: @early (if not
  * NULL) got the *@len bytes already; the caller must not use @obj again
  * unless it holds a reference of its own.  -ENOSPC means the cache could
- * not make room: use fs_reader_read_direct().
+ * not make room, or cannot keep what it stores (writes of its data file
+ * fail): use fs_reader_read_direct().
  */
 int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 		      int *fd, size_t *len, const struct fs_early *early);

@@ -79,7 +79,13 @@
  * advances the hash as far as it can), and checked once all are there.
  * On a mismatch the cached blocks are dropped and the next reads fetch
  * them again; a second mismatch makes every further read of the object
- * fail with EIO.
+ * fail with EIO.  A block this process stored is served without a second
+ * check, but a page of the data file whose write to disk failed is
+ * clean, and the kernel may drop it and read the disk's stale bytes in
+ * its place.  So a read answered from the data file first asks whether
+ * a write of it has failed (the kernel tells each failure once, to
+ * whoever asks first: this or giving back pages); if so, the object's
+ * blocks are dropped, and the read's fetched again or failed with EIO.
  *
  * Locks: reader->lock guards the object table, object reference counts
  * and the job queue.  obj->lock guards the run list, run fields and the
@@ -93,7 +99,8 @@
  * runs, thanks to the lag; after it, or at a close, the write just
  * started) by threads that have answered their read, a handle's
  * release, or a fetch worker that has finished its run; no read waits
- * for it before its answer.  hash_lock
+ * for it before its answer, but one that has found a failed write.
+ * hash_lock
  * is taken under it.  reader->lock is taken before obj->lock when both
  * are held; hash_lock is never held with those two.  No lock is held
  * across an HTTP request.
@@ -298,6 +305,45 @@ static void content_untrust(struct fs_object *obj)
 	pthread_mutex_unlock(&obj->hash_lock);
 }
 
+/* A write of @obj's data file failed, so none of its blocks can be
+ * trusted to be on disk: drop them all, and give back no more pages (a
+ * write may fail again).  Told once per object: a failing disk fails
+ * every write.  pages_lock is held. */
+static void writes_failed(struct fs_object *obj)
+{
+	if (!obj->pages_bad)
+		hlog(LOG_ERR, "%s: %s; its cached blocks are dropped",
+		     obj->path, hubfs_err_or("no detail"));
+	content_untrust(obj);
+	obj->pages_bad = true;
+}
+
+/*
+ * A hash of bytes read back from the data file did not match.  If a
+ * write of the file failed (now, or earlier and told to another thread,
+ * which may have dropped the blocks only after this hash read them),
+ * those bytes may be the disk's, not the Hub's: that is no mismatch,
+ * and the read goes around the cache (-ENOSPC).  Otherwise -EIO.
+ * Called with no lock held.
+ */
+static int hashed_mismatch(struct fs_object *obj)
+{
+	bool disk;
+
+	pthread_mutex_lock(&obj->pages_lock);
+	disk = obj->pages_bad ||
+	       hubfs_cache_obj_check_writes(obj->cobj, 0, obj->size) != 0;
+	if (disk)
+		writes_failed(obj);
+	pthread_mutex_unlock(&obj->pages_lock);
+	if (disk)
+		return -ENOSPC;
+	content_mismatch(obj);
+	hubfs_err_set("the content of %s does not match its %s", obj->path,
+		      obj->lfs ? "sha256" : "blob id");
+	return -EIO;
+}
+
 /* Finish the whole-file hash; false if the content did not match. */
 static bool hash_finish(struct fs_object *obj)
 {
@@ -369,7 +415,7 @@ static void hash_advance(struct fs_object *obj)
 			ok = hash_advance_locked(obj);
 		pthread_mutex_unlock(&obj->hash_lock);
 		if (!ok)
-			content_mismatch(obj);	/* takes other locks */
+			(void)hashed_mismatch(obj);	/* takes other locks */
 	}
 }
 
@@ -392,12 +438,7 @@ static int hash_settle(struct fs_object *obj)
 	if (!atomic_load(&obj->verified))
 		ok = hash_advance_locked(obj);
 	pthread_mutex_unlock(&obj->hash_lock);
-	if (ok)
-		return 0;
-	content_mismatch(obj);
-	hubfs_err_set("the content of %s does not match its %s", obj->path,
-		      obj->lfs ? "sha256" : "blob id");
-	return -EIO;
+	return ok ? 0 : hashed_mismatch(obj);
 }
 
 /* --- runs --------------------------------------------------------------- */
@@ -1186,10 +1227,7 @@ static void give_back(struct fs_object *obj, const struct fs_spent *spent)
 		if (hubfs_cache_obj_release_pages(obj->cobj, r->from,
 						  r->to - r->from) == 0)
 			continue;
-		hlog(LOG_ERR, "%s: %s; its cached blocks are dropped",
-		     obj->path, hubfs_err_or("no detail"));
-		content_untrust(obj);
-		obj->pages_bad = true;
+		writes_failed(obj);
 	}
 	pthread_mutex_unlock(&obj->pages_lock);
 }
@@ -1358,16 +1396,12 @@ static int verify_whole(struct fs_object *obj)
 		atomic_store(&obj->verified, true);
 		hubfs_cache_obj_set_verified(obj->cobj);
 	} else if (!err) {
-		err = -EILSEQ;		/* a mismatch, reported below */
+		err = -EILSEQ;
 	}
 	EVP_MD_CTX_free(md);
 	pthread_mutex_unlock(&obj->hash_lock);
-	if (err == -EILSEQ) {
-		content_mismatch(obj);
-		hubfs_err_set("the content of %s does not match its %s",
-			      obj->path, obj->lfs ? "sha256" : "blob id");
-		err = -EIO;
-	}
+	if (err == -EILSEQ)	/* a mismatch, reported here */
+		err = hashed_mismatch(obj);
 	return err;
 }
 
@@ -1377,7 +1411,7 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	struct early_read er = { .early = early };
 	uint64_t b0, b1, idx, avail;
 	bool suspect;
-	int err;
+	int err, try;
 
 	pthread_mutex_lock(&obj->lock);
 	err = obj->failed;
@@ -1418,6 +1452,19 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 		/* What failed after the answer (storing the blocks) costs
 		 * a later read a fetch, not this one its bytes. */
 		err = 1;
+	}
+	/* The bytes present may be the disk's, not the ones stored: fetch
+	 * them again, once (just written, they are in memory when the reply
+	 * reads them), and if writes keep failing, read around the cache. */
+	for (try = 0; err == 0 && try < 2 &&
+	     hubfs_cache_obj_check_writes(obj->cobj, off, avail); try++) {
+		pthread_mutex_lock(&obj->pages_lock);
+		writes_failed(obj);
+		pthread_mutex_unlock(&obj->pages_lock);
+		err = try ? -ENOSPC
+			  : ensure_blocks(obj, b0, b1, off, off + avail, NULL);
+		if (err == 0)
+			err = hash_settle(obj);
 	}
 	if (err >= 0)
 		for (idx = b0; idx <= b1; idx++)

@@ -1,13 +1,15 @@
 """The block cache under a real mount: single-flight fetches, the hard size
-limit, sharing between processes, and integrity against a damaged cache
-or a Hub that serves the wrong content."""
+limit, sharing between processes, and integrity against a damaged cache,
+a Hub that serves the wrong content, or a disk that fails writes."""
 
+import contextlib
 import ctypes
 import errno
 import glob
 import hashlib
 import mmap
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -285,19 +287,24 @@ def wait_resident_below(data, limit, measure=resident):
     return measure(data)
 
 
-def seq_mount(localhub_factory, mount_factory, tmp_path):
-    """A fresh mount of a 48 MiB file: the mount, the file's bytes, and
-    the pattern of its cache file's path."""
+def seq_hub(localhub_factory, tmp_path):
+    """A local Hub serving a 48 MiB file: the Hub, the file's bytes, and
+    a cache directory for it."""
     skip_on_tmpfs(tmp_path)
     h = localhub_factory()
     h.seed("seed-model", "tester/seq", "--no-history", "--shards", "1",
            "--shard-size", "48MiB")
     h.start()
-    real = real_bytes(h, "tester/seq", SMALL)
-    cache = str(tmp_path / "cache")
+    return h, real_bytes(h, "tester/seq", SMALL), str(tmp_path / "cache")
+
+
+def seq_mount(localhub_factory, mount_factory, tmp_path):
+    """A fresh mount of a 48 MiB file: the local Hub, the mount, the
+    file's bytes, and the pattern of its cache file's path."""
+    h, real, cache = seq_hub(localhub_factory, tmp_path)
     m = mount_factory(h, "tester/seq", cache_dir=cache)
-    return m, real, os.path.join(cache, "data", "*",
-                                 hashlib.sha256(real).hexdigest())
+    return h, m, real, os.path.join(cache, "data", "*",
+                                    hashlib.sha256(real).hexdigest())
 
 
 def test_a_sequential_read_gives_back_the_cache_files_pages(
@@ -344,7 +351,7 @@ def test_a_reader_that_stops_short_gives_back_what_it_read(
     """A reader that stops short of the end leaves the rest to readahead;
     once the hash has ended (in a read or in a fetch worker), the pages
     of what was read are given back, not only when the file is closed."""
-    m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
+    _, m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
     part = 24 << 20
     with open(m.path(SMALL), "rb") as f:
         got = f.read(part)
@@ -357,13 +364,129 @@ def test_a_reader_that_stops_short_gives_back_what_it_read(
             lambda p: resident_below(p, part)) < (2 << 20)
 
 
+def test_the_fetch_that_ends_the_hash_gives_back_what_was_read(
+        localhub_factory, mount_factory, tmp_path):
+    """The same reader, with the fetches of the file's tail held up by
+    the Hub: its last read is answered long before the hash can end, so
+    only the worker whose fetch ends it is left to give back the pages
+    that read kept (the last chunks, kept for the disk's sake)."""
+    h, m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
+    part, tail, stall = 24 << 20, 40 << 20, 4
+    h.admin("POST", "/faults", {"route": "cdn-get", "action": "stall",
+                                    "seconds": stall, "min_offset": tail})
+    with open(m.path(SMALL), "rb") as f:
+        began = time.monotonic()
+        got = f.read(part)
+        assert got == real[:part]
+        (data,) = glob.glob(pattern)
+        kept = resident_below(data, part)
+        assert time.monotonic() - began < stall, "the read waited for the tail"
+        # Nothing has ended the hash yet: some of what was read is kept.
+        assert kept >= (2 << 20), kept
+        assert wait_resident_below(
+            data, 2 << 20,
+            lambda p: resident_below(p, part)) < (2 << 20)
+        assert f.read() == real[part:]
+    stalled = [r for r in h.admin("GET", "/faults") if r["fired"]]
+    assert stalled, "no fetch of the tail was held up"
+
+
+@contextlib.contextmanager
+def failing_disk(where, room):
+    """An ext4 file system mounted at @where whose writes to disk fail
+    (ENOSPC from below, EIO to ext4) once @room bytes are taken: a loop
+    device over a sparse file on a tmpfs of that size.  ext4 itself
+    believes it has 512 MiB, so writes succeed into the page cache and
+    fail at writeback."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop devices)")
+    for tool in ("losetup", "mkfs.ext4", "mount", "umount"):
+        if not shutil.which(tool):
+            pytest.skip("%s is not installed" % tool)
+    if not os.path.exists("/dev/loop-control"):
+        pytest.skip("no loop devices here")
+    back = where + ".back"
+    os.makedirs(back)
+    os.makedirs(where, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % room, "tmpfs",
+                    back], check=True)
+    loop = None
+    try:
+        img = os.path.join(back, "disk.img")
+        with open(img, "wb") as f:
+            f.truncate(512 << 20)
+        # Few inodes, no journal, nothing left for later: all that mkfs
+        # writes is a few hundred KiB, and nothing writes in the background.
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-N", "64", "-m", "0",
+                        "-O", "^has_journal,^resize_inode",
+                        "-E", "nodiscard,lazy_itable_init=0", img],
+                       check=True)
+        loop = subprocess.run(["losetup", "-f", "--show", img], check=True,
+                              capture_output=True,
+                              text=True).stdout.strip()
+        subprocess.run(["mount", "-o", "errors=continue,noinit_itable", loop,
+                        where], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", where], check=True)
+    finally:
+        if loop:
+            subprocess.run(["losetup", "-d", loop], check=True)
+        subprocess.run(["umount", back], check=True)
+
+
+def test_a_failed_write_of_the_cache_never_serves_the_disks_bytes(
+        localhub_factory, mount_factory, tmp_path):
+    """The cache's data files on a disk that fails writes: a page whose
+    write failed is clean, the kernel may drop it, and the disk's stale
+    bytes would then be read in its place, unchecked (blocks this process
+    stored are trusted).  Every read must still get the Hub's bytes."""
+    h, real, cache = seq_hub(localhub_factory, tmp_path)
+    with failing_disk(os.path.join(cache, "data"), 24 << 20):
+        m = mount_factory(h, "tester/seq", cache_dir=cache)
+        try:
+            path = m.path(SMALL)
+            assert read_all(path) == real
+            (data,) = glob.glob(os.path.join(
+                cache, "data", "*", hashlib.sha256(real).hexdigest()))
+            # What the kernel would do in time: write back what is still
+            # dirty (the disk is full by now; sync(2) leaves the failures
+            # to be told to the file's own readers), then, under memory
+            # pressure, drop the clean pages, those of the cache file
+            # whose writes failed among them.
+            os.sync()
+            for p in (data, path):
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+            assert resident_below(data, len(real)) < len(real) // 2
+            # From the end back: the blocks stored last are read before
+            # the whole-file hash, which starts at the first, can find
+            # them wrong.
+            bad = []
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                for i in reversed(range(0, len(real), 1 << 20)):
+                    if os.pread(fd, 1 << 20, i) != real[i:i + (1 << 20)]:
+                        bad.append(i >> 20)
+            finally:
+                os.close(fd)
+            assert not bad, "wrong bytes in MiB %s" % sorted(bad)
+            assert "a write of its data file failed" in m.errors()
+        finally:
+            m.stop()
+
+
 def test_loaders_sharing_out_tensors_give_back_the_cache_files_pages(
         localhub_factory, mount_factory, tmp_path):
     """Four loaders each read every fourth 512 KiB tensor of a file: no
     one handle reads in order, but between them they read all of it, and
     the cache file's pages under what they read are given back as they
     go, the rest once the hash has ended."""
-    m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
+    _, m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
     path = m.path(SMALL)
     size = len(real)
     tensor, piece, n = 512 << 10, 128 << 10, 4
