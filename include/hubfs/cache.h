@@ -176,8 +176,8 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
  * range still running, then gives back its clean pages (dirty ones stay:
  * the kernel never drops unwritten data, and a later read of a page
  * given back reads the disk).  If a write of the data file has failed
- * since the last call, it gives back nothing and returns -errno: the
- * caller must then drop the object's blocks (hubfs_cache_obj_drop())
+ * since the last look (below), it gives back nothing and returns -errno:
+ * the caller must then drop the object's blocks (hubfs_cache_obj_drop())
  * and not trust what it checked of them.
  */
 void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
@@ -186,17 +186,21 @@ int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 				  uint64_t len);
 
 /*
- * Whether the data file's bytes in [@off, @off + @len) may be served from
- * it: waits for writeback of the range still running and returns -errno
- * if a write of the data file has failed since the last call of this or
- * of release_pages (the kernel tells each failure once).  A page whose
- * write failed is clean, so the kernel may drop it and read the disk's
- * stale bytes in its place, and blocks this process stored are not
- * checked again; on an error the caller drops the object's blocks
- * (hubfs_cache_obj_drop()) and fetches what it needs again.
+ * Whether the data file's bytes may still be served from it: -errno if a
+ * write of the data file has failed since this process last asked (here
+ * or in release_pages; the kernel tells each failure once per open
+ * descriptor, and all handles here share one).  It waits for nothing.
+ * A page whose write failed is clean, so the kernel may drop it and read
+ * the disk's stale bytes in its place, and blocks this process stored
+ * are not checked again; on an error the caller drops the object's
+ * blocks (hubfs_cache_obj_drop()) and fetches what it needs again.
+ * On a failure the blocks count as absent here at once (as after
+ * hubfs_cache_obj_drop(), their rows aside).  write_failures changes with
+ * every failure told, so that a thread can tell whether one was told to
+ * another since it looked; it is odd while one is being acted on.
  */
-int hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj, uint64_t off,
-				 uint64_t len);
+int hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj);
+uint64_t hubfs_cache_obj_write_failures(struct hubfs_cache_obj *obj);
 
 /* Add @len bytes of a block, in order, to @sum. */
 void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,
@@ -246,7 +250,10 @@ int hubfs_cache_obj_verified(struct hubfs_cache_obj *obj);
 /* Record that the whole object's content hash matched its key. */
 int hubfs_cache_obj_set_verified(struct hubfs_cache_obj *obj);
 
-/* Delete every block of the object (its content did not match). */
+/* Delete every block of the object (its content did not match, or its
+ * data file failed a write).  The blocks count as absent here even when
+ * deleting their rows fails (the error is returned): a row left behind
+ * is checked against the data file's bytes before it is believed. */
 int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj);
 
 struct hubfs_cache_stats {

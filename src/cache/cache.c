@@ -1322,7 +1322,7 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
 }
 
 /* Errors are not reported here: a write that fails shows in the next
- * hubfs_cache_obj_release_pages(). */
+ * hubfs_cache_obj_release_pages() or hubfs_cache_obj_check_writes(). */
 void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			       uint64_t len)
 {
@@ -1330,18 +1330,55 @@ void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			      SYNC_FILE_RANGE_WRITE);
 }
 
-int hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj, uint64_t off,
-				 uint64_t len)
+/* Clear what this process knows of @ent's blocks: each must be checked
+ * against its row, or fetched, before it is believed again. */
+static void ent_forget(struct cache_ent *ent)
+{
+	hubfs_mutex_lock(&ent->lock);
+	ent->gen++;
+	for (uint64_t w = 0; w < (ent->nblocks + 63) / 64; w++)
+		atomic_store_explicit(&ent->bits[w], 0, memory_order_relaxed);
+	for (uint64_t i = 0; i < ent->nblocks; i++)
+		atomic_store_explicit(&ent->pages[i], 0, memory_order_relaxed);
+	atomic_store_explicit(&ent->known, 0, memory_order_relaxed);
+	hubfs_mutex_unlock(&ent->lock);
+}
+
+/*
+ * Wait for writeback running in [@off, @off + @len), and hear of any
+ * failed write of the data file since the last look.  A failure makes
+ * every block of the file suspect at once, before the caller can act:
+ * another thread may be about to serve one.  wfail is odd while the
+ * blocks are being forgotten, so that a reader that looked at it then
+ * knows too.
+ */
+static int writes_wait(struct hubfs_cache_obj *obj, uint64_t off,
+		       uint64_t len)
 {
 	if (sync_file_range(obj->ent->fd, (off64_t)off, (off64_t)len,
 			    SYNC_FILE_RANGE_WAIT_BEFORE) != 0) {
 		int err = -errno;
 
+		atomic_fetch_add(&obj->ent->wfail, 1);
+		ent_forget(obj->ent);
+		atomic_fetch_add(&obj->ent->wfail, 1);
 		hubfs_err_set("cache: %s: a write of its data file failed: %s",
 			      obj->ent->key, strerror(-err));
 		return err;
 	}
 	return 0;
+}
+
+int hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj)
+{
+	/* A range far past the end of the file holds no page to wait for:
+	 * only the failures are looked at. */
+	return writes_wait(obj, (uint64_t)1 << 62, 1);
+}
+
+uint64_t hubfs_cache_obj_write_failures(struct hubfs_cache_obj *obj)
+{
+	return atomic_load(&obj->ent->wfail);
 }
 
 int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
@@ -1355,7 +1392,7 @@ int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 	 * may have started it a while ago), which also reports any write
 	 * of this file that failed since the last call.
 	 */
-	int err = hubfs_cache_obj_check_writes(obj, off, len);
+	int err = writes_wait(obj, off, len);
 
 	if (err)
 		return err;
@@ -1738,20 +1775,13 @@ int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj)
 		err = cache_exec_key(c, STMT_OBJ_UNVERIFY, ent->key);
 	err = cache_end(c, err);
 	cache_conn_unlock(cache, c);
-	if (err)
-		return err;
 	/* The bytes stay until the blocks are fetched again over them, or
 	 * the last close sweeps the file: other processes may be reading
-	 * them.  Rows first, bits second: see "The bitmap" above. */
-	hubfs_mutex_lock(&ent->lock);
-	ent->gen++;
-	for (uint64_t w = 0; w < (ent->nblocks + 63) / 64; w++)
-		atomic_store_explicit(&ent->bits[w], 0, memory_order_relaxed);
-	for (uint64_t i = 0; i < ent->nblocks; i++)
-		atomic_store_explicit(&ent->pages[i], 0, memory_order_relaxed);
-	atomic_store_explicit(&ent->known, 0, memory_order_relaxed);
-	hubfs_mutex_unlock(&ent->lock);
-	return 0;
+	 * them.  Rows first, bits second: see "The bitmap" above.  The bits
+	 * go even if the rows could not: a row is checked against the
+	 * bytes before its bit is set again. */
+	ent_forget(ent);
+	return err;
 }
 
 /* --- stats ------------------------------------------------------------- */

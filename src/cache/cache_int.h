@@ -135,6 +135,8 @@ struct cache_ent {
 	 * sleep.  A leaf. */
 	struct hubfs_mutex wlock;
 	uint64_t gen HUBFS_GUARDED_BY(lock); /* bumped by drop() */
+	/* Failed writes of the data file told through fd so far. */
+	_Atomic uint64_t wfail;
 	/* Bits set: changed under lock with them, read without a lock
 	 * (every read of an object not yet verified asks for it). */
 	_Atomic uint64_t known;

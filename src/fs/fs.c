@@ -1684,7 +1684,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		goto out_put;
 	}
 	if (err == -ENOSPC) {
-		/* The cache is full of files in use: read around it. */
+		/* The cache is full of files in use, or its disk fails
+		 * writes: read around it. */
 		char *buf = hubfs_malloc(size);
 		ssize_t n = buf ? fs_reader_read_direct(obj, buf, size,
 							(uint64_t)off)

@@ -83,9 +83,18 @@
  * check, but a page of the data file whose write to disk failed is
  * clean, and the kernel may drop it and read the disk's stale bytes in
  * its place.  So a read answered from the data file first asks whether
- * a write of it has failed (the kernel tells each failure once, to
- * whoever asks first: this or giving back pages); if so, the object's
- * blocks are dropped, and the read's fetched again or failed with EIO.
+ * a write of it has failed since the read began.  The kernel tells each
+ * failure once, to whichever thread asks first (a read, giving back
+ * pages, a hash that did not match); the cache then forgets every block
+ * of the file at once and counts the failure, and the read compares the
+ * count with the one it took at its start.  On a failure the object's
+ * blocks are dropped and the read's fetched again; if writes keep
+ * failing, the read goes around the cache.  A hash mismatch after a
+ * failed write is blamed on the disk, not counted against the content.
+ * Not covered: a failure told first to another process's descriptor,
+ * or lost with the kernel's inode between two opens, leaves blocks the
+ * memo of the last open vouches for (cache.c) until the next restart
+ * checks them.
  *
  * Locks: reader->lock guards the object table, object reference counts
  * and the job queue.  obj->lock guards the run list, run fields and the
@@ -160,6 +169,8 @@ struct fs_object {
 	pthread_mutex_t hash_lock;
 	atomic_bool hash_pending;
 	EVP_MD_CTX *md;			/* hash_lock */
+	/* Failed writes of the data file told when md began; hash_lock. */
+	uint64_t hash_wfail;
 	/* Next block to hash: written under hash_lock, read without. */
 	atomic_uint_fast64_t hash_next;
 	atomic_bool verified;
@@ -318,26 +329,31 @@ static void writes_failed(struct fs_object *obj)
 	obj->pages_bad = true;
 }
 
+/* Whether a write of @obj's data file has failed since the count of
+ * failures was @since, told to this thread or to another (an odd count:
+ * one was being acted on then). */
+static bool writes_failed_since(struct fs_object *obj, uint64_t since)
+{
+	(void)hubfs_cache_obj_check_writes(obj->cobj);
+	return hubfs_cache_obj_write_failures(obj->cobj) != since ||
+	       (since & 1);
+}
+
 /*
  * A hash of bytes read back from the data file did not match.  If a
- * write of the file failed (now, or earlier and told to another thread,
- * which may have dropped the blocks only after this hash read them),
- * those bytes may be the disk's, not the Hub's: that is no mismatch,
- * and the read goes around the cache (-ENOSPC).  Otherwise -EIO.
- * Called with no lock held.
+ * write of the file failed since the hash began (@since: the count of
+ * failures then), whoever was told of it, those bytes may be the disk's,
+ * not the Hub's: that is no mismatch, and the read goes around the cache
+ * (-ENOSPC).  Otherwise -EIO.  Called with no lock held.
  */
-static int hashed_mismatch(struct fs_object *obj)
+static int hashed_mismatch(struct fs_object *obj, uint64_t since)
 {
-	bool disk;
-
-	pthread_mutex_lock(&obj->pages_lock);
-	disk = obj->pages_bad ||
-	       hubfs_cache_obj_check_writes(obj->cobj, 0, obj->size) != 0;
-	if (disk)
+	if (writes_failed_since(obj, since)) {
+		pthread_mutex_lock(&obj->pages_lock);
 		writes_failed(obj);
-	pthread_mutex_unlock(&obj->pages_lock);
-	if (disk)
+		pthread_mutex_unlock(&obj->pages_lock);
 		return -ENOSPC;
+	}
 	content_mismatch(obj);
 	hubfs_err_set("the content of %s does not match its %s", obj->path,
 		      obj->lfs ? "sha256" : "blob id");
@@ -370,6 +386,7 @@ static bool hash_advance_locked(struct fs_object *obj)
 		if (!obj->md)
 			return true;
 		obj->hash_next = 0;
+		obj->hash_wfail = hubfs_cache_obj_write_failures(obj->cobj);
 	}
 	while (obj->hash_next < obj->nblocks) {
 		uint64_t idx = obj->hash_next, done = 0, len = block_len(obj, idx);
@@ -408,14 +425,16 @@ static void hash_advance(struct fs_object *obj)
 	while (atomic_load(&obj->hash_pending)) {
 		if (pthread_mutex_trylock(&obj->hash_lock) != 0)
 			return;
+		uint64_t since;
 		bool ok = true;
 
 		atomic_store(&obj->hash_pending, false);
 		if (!atomic_load(&obj->verified))
 			ok = hash_advance_locked(obj);
+		since = obj->hash_wfail;
 		pthread_mutex_unlock(&obj->hash_lock);
-		if (!ok)
-			(void)hashed_mismatch(obj);	/* takes other locks */
+		if (!ok)	/* takes other locks */
+			(void)hashed_mismatch(obj, since);
 	}
 }
 
@@ -429,6 +448,7 @@ static void hash_advance(struct fs_object *obj)
  */
 static int hash_settle(struct fs_object *obj)
 {
+	uint64_t since;
 	bool ok = true;
 
 	if (atomic_load(&obj->verified) ||
@@ -437,8 +457,9 @@ static int hash_settle(struct fs_object *obj)
 	pthread_mutex_lock(&obj->hash_lock);
 	if (!atomic_load(&obj->verified))
 		ok = hash_advance_locked(obj);
+	since = obj->hash_wfail;
 	pthread_mutex_unlock(&obj->hash_lock);
-	return ok ? 0 : hashed_mismatch(obj);
+	return ok ? 0 : hashed_mismatch(obj, since);
 }
 
 /* --- runs --------------------------------------------------------------- */
@@ -1364,8 +1385,8 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
 static int verify_whole(struct fs_object *obj)
 {
 	static __thread unsigned char buf[HASH_CHUNK];
+	uint64_t idx, since = hubfs_cache_obj_write_failures(obj->cobj);
 	EVP_MD_CTX *md;
-	uint64_t idx;
 	int err;
 
 	err = ensure_blocks(obj, 0, obj->nblocks - 1, 0, obj->size, NULL);
@@ -1401,7 +1422,7 @@ static int verify_whole(struct fs_object *obj)
 	EVP_MD_CTX_free(md);
 	pthread_mutex_unlock(&obj->hash_lock);
 	if (err == -EILSEQ)	/* a mismatch, reported here */
-		err = hashed_mismatch(obj);
+		err = hashed_mismatch(obj, since);
 	return err;
 }
 
@@ -1410,6 +1431,7 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 {
 	struct early_read er = { .early = early };
 	uint64_t b0, b1, idx, avail;
+	uint64_t wfail = hubfs_cache_obj_write_failures(obj->cobj);
 	bool suspect;
 	int err, try;
 
@@ -1455,14 +1477,23 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	}
 	/* The bytes present may be the disk's, not the ones stored: fetch
 	 * them again, once (just written, they are in memory when the reply
-	 * reads them), and if writes keep failing, read around the cache. */
-	for (try = 0; err == 0 && try < 2 &&
-	     hubfs_cache_obj_check_writes(obj->cobj, off, avail); try++) {
+	 * reads them), and if writes keep failing, read around the cache.
+	 * Whoever was told of the failure, the blocks may not be dropped
+	 * yet: a count taken before the blocks were looked at says. */
+	for (try = 0; err == 0 && writes_failed_since(obj, wfail); try++) {
 		pthread_mutex_lock(&obj->pages_lock);
 		writes_failed(obj);
 		pthread_mutex_unlock(&obj->pages_lock);
-		err = try ? -ENOSPC
-			  : ensure_blocks(obj, b0, b1, off, off + avail, NULL);
+		if (try) {
+			err = -ENOSPC;
+			break;
+		}
+		wfail = hubfs_cache_obj_write_failures(obj->cobj);
+		if (fetch_whole(obj)) {	/* no longer verified */
+			b0 = 0;
+			b1 = obj->nblocks - 1;
+		}
+		err = ensure_blocks(obj, b0, b1, off, off + avail, NULL);
 		if (err == 0)
 			err = hash_settle(obj);
 	}
