@@ -176,9 +176,9 @@ int hubfs_cache_obj_pwrite(struct hubfs_cache_obj *obj, const void *buf,
  * range still running, then gives back its clean pages (dirty ones stay:
  * the kernel never drops unwritten data, and a later read of a page
  * given back reads the disk).  If a write of the data file has failed
- * since the last look (below), it gives back nothing and returns -errno:
- * the caller must then drop the object's blocks (hubfs_cache_obj_drop())
- * and not trust what it checked of them.
+ * (below), it gives back nothing and returns -errno (-EIO while blocks
+ * could not be dropped): the caller must not trust what it checked of
+ * them.
  */
 void hubfs_cache_obj_writeback(struct hubfs_cache_obj *obj, uint64_t off,
 			       uint64_t len);
@@ -186,20 +186,19 @@ int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 				  uint64_t len);
 
 /*
- * Whether the data file's bytes may still be served from it: -errno if a
- * write of the data file has failed since this process last asked (here
- * or in release_pages; the kernel tells each failure once per open
- * descriptor, and all handles here share one).  It waits for nothing.
- * A page whose write failed is clean, so the kernel may drop it and read
- * the disk's stale bytes in its place, and blocks this process stored
- * are not checked again; on an error the caller drops the object's
- * blocks (hubfs_cache_obj_drop()) and fetches what it needs again.
- * On a failure the blocks count as absent here at once (as after
- * hubfs_cache_obj_drop(), their rows aside).  write_failures changes with
- * every failure told, so that a thread can tell whether one was told to
- * another since it looked; it is odd while one is being acted on.
+ * Failed writes of the data file.  A page whose write failed is clean, so
+ * the kernel may drop it and read the disk's stale bytes in its place,
+ * and blocks this process stored are not checked again: bytes may be
+ * served from the data file only if no write of it failed since the
+ * blocks were looked at.  check_writes asks the kernel (without waiting)
+ * and, on a failure, drops every block of the object before anyone else
+ * may ask; it returns the count of failures, which changes with each,
+ * and is odd while one is acted on, or for good if the blocks could not
+ * be dropped.  write_failures returns the count without asking: take it
+ * before looking at the blocks, and compare it with what check_writes
+ * returns after.
  */
-int hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj);
+uint64_t hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj);
 uint64_t hubfs_cache_obj_write_failures(struct hubfs_cache_obj *obj);
 
 /* Add @len bytes of a block, in order, to @sum. */
@@ -211,10 +210,22 @@ void hubfs_cache_sum_add(struct hubfs_cache_sum *sum, const void *data,
  * length, which the object's size determines, or -EINVAL).  @sum must be
  * computed over the bytes this process wrote, not read back: this
  * process then serves the block without checking it again.  After this
- * the block is present for every process.
+ * the block is present for every process.  -EAGAIN: the object's blocks
+ * were dropped meanwhile (see below); nothing is recorded.
  */
 int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 			     const struct hubfs_cache_sum *sum);
+
+/*
+ * The same, for bytes written since the object's generation was @gen
+ * (hubfs_cache_obj_gen(), taken before the first write): if its blocks
+ * were dropped since (a failed write of the data file, perhaps among
+ * these bytes), -EAGAIN and nothing is recorded.
+ */
+uint64_t hubfs_cache_obj_gen(struct hubfs_cache_obj *obj);
+int hubfs_cache_block_commit_since(struct hubfs_cache_obj *obj, uint64_t idx,
+				   const struct hubfs_cache_sum *sum,
+				   uint64_t gen);
 
 /*
  * hubfs_cache_block_commit() of @n blocks, block @idx[k] with @sums[k],
@@ -252,8 +263,7 @@ int hubfs_cache_obj_set_verified(struct hubfs_cache_obj *obj);
 
 /* Delete every block of the object (its content did not match, or its
  * data file failed a write).  The blocks count as absent here even when
- * deleting their rows fails (the error is returned): a row left behind
- * is checked against the data file's bytes before it is believed. */
+ * deleting their rows fails (the error is returned). */
 int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj);
 
 struct hubfs_cache_stats {

@@ -63,7 +63,8 @@
  * rows and then clears the bits and the pages and bumps ent.gen, under
  * ent.lock; a check that started before the bump sets its bits only if
  * gen did not move, so no check that read the old bytes can leave a bit
- * set after a drop.  Eviction never touches an open object, so nothing
+ * set after a drop.  Eviction never touches an open object, and a
+ * failed write of the data file drops the object (below), so nothing
  * else can make a set bit stale.  A row's pages are trusted only if
  * they combine into its crc; otherwise (or without pages) the block is
  * checked whole.
@@ -96,6 +97,20 @@
  * may have just committed a fresh copy), the object loses its verified
  * flag, and the block is reported absent so the caller fetches it again.
  *
+ * A failed write.  A page of the data file whose write to disk failed is
+ * clean; the kernel may drop it and read the disk's stale bytes in its
+ * place, where neither a bit nor the memo would look.  The kernel tells
+ * each failure once per open file description: writes_check() asks on
+ * ent.fd, under ent.wflock, and before anyone else may ask drops the
+ * object's rows and bits, counting the failure in ent.wfail (odd until
+ * the drop succeeds).  A reader compares that count before and after it
+ * looked at the blocks.  Waiting for writeback goes through a second
+ * description (ent.wbfd), whose hearing of failures nobody needs.  A
+ * fetch commits its blocks with the generation it read before writing
+ * them (hubfs_cache_block_commit_since()), checked in the commit's
+ * transaction, as a drop moves gen in its own: a block written before
+ * a drop is not recorded after it.
+ *
  * LRU.  atime is wall-clock milliseconds, set on commit.  A touch only
  * appends (key, idx, now) to an in-memory batch, merged with the last
  * entry when it names the same block (sequential reads touch one block
@@ -112,6 +127,10 @@
  *   ent.lock    an ent's gen and bitmap writes; a leaf
  *   ent.wlock   one pwrite() of block data at a time per data file (the
  *               kernel serialises them anyway); a leaf
+ *   ent.wflock  every look at the data file's failed writes, and the drop
+ *               that follows one (writes_check()); taken before conn.lock
+ *               and ent.lock, never across a wait for writeback, but
+ *               across a drop's transaction and checkpoint
  * No other lock is held across flock() waits, pread()/pwrite() of block
  * data, or checkpoints.
  */
@@ -472,8 +491,11 @@ static void ent_free(struct cache_ent *ent)
 		return;
 	if (ent->fd >= 0)
 		close(ent->fd);
+	if (ent->wbfd >= 0)
+		close(ent->wbfd);
 	hubfs_mutex_destroy(&ent->lock);
 	hubfs_mutex_destroy(&ent->wlock);
+	hubfs_mutex_destroy(&ent->wflock);
 	hubfs_free(ent->bits);
 	hubfs_free(ent->crcs);
 	hubfs_free(ent->pages);
@@ -493,10 +515,12 @@ static struct cache_ent *ent_new(const char *key, uint64_t size)
 	ent->nblocks = size / HUBFS_CACHE_BLOCK_SIZE +
 		       (size % HUBFS_CACHE_BLOCK_SIZE != 0);
 	ent->fd = -1;
+	ent->wbfd = -1;
 	ent->state = ENT_INIT;
 	ent->refs = 1;
 	(void)hubfs_mutex_init(&ent->lock); /* cannot fail: see cache_new() */
 	(void)hubfs_mutex_init(&ent->wlock);
+	(void)hubfs_mutex_init(&ent->wflock);
 	words = (ent->nblocks + 63) / 64;
 	if (words) {
 		/* Large sizes cost address space, not memory: calloc maps
@@ -540,6 +564,14 @@ static int ent_open_file(struct hubfs_cache *cache, struct cache_ent *ent)
 				      LOCK_SH);
 	if (err == -ESTALE)
 		hubfs_err_set("cache: data/%s keeps being removed", rel);
+	if (!err) {
+		/* Through /proc: surely the same inode.  Without it pages
+		 * are given back without waiting for their writeback. */
+		char self[64];
+
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", ent->fd);
+		ent->wbfd = open(self, O_RDONLY | O_CLOEXEC);
+	}
 	return err;
 }
 
@@ -702,8 +734,8 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	const struct cache_memo *old = ent->memo;
 	struct cache_memo *memo, *stale, **p;
 
-	if (words == 0)
-		return;
+	if (words == 0 || (atomic_load(&ent->wfail) & 1))
+		return;	/* nothing, or rows that may be wrong */
 	memo = hubfs_calloc(1, sizeof(*memo));
 	if (memo)
 		memo->bits = hubfs_malloc(words * sizeof(*memo->bits));
@@ -761,9 +793,12 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	memo_free(stale);
 }
 
+static int ent_drop(struct hubfs_cache *cache, struct cache_ent *ent);
+
 /*
  * Drop one reference to @ent.  The last one takes a READY ent out of the
- * map (a FAILED one is already out), unpins it and sweeps it.
+ * map (a FAILED one is already out), unpins it, tries again a drop that
+ * failed after a failed write, and sweeps it.
  */
 static void ent_put(struct hubfs_cache *cache, struct cache_ent *ent)
 {
@@ -780,6 +815,13 @@ static void ent_put(struct hubfs_cache *cache, struct cache_ent *ent)
 	if (ready) {
 		close(ent->fd); /* drops the pin */
 		ent->fd = -1;
+		if (ent->wbfd >= 0)
+			close(ent->wbfd);
+		ent->wbfd = -1;
+		/* A drop that failed after a failed write: its rows must not
+		 * outlive this open, which alone knew. */
+		if (atomic_load(&ent->wfail) & 1)
+			(void)ent_drop(cache, ent);
 		ent_sweep(cache, ent);
 		memo_keep(cache, ent);
 	}
@@ -1344,36 +1386,75 @@ static void ent_forget(struct cache_ent *ent)
 	hubfs_mutex_unlock(&ent->lock);
 }
 
-/*
- * Wait for writeback running in [@off, @off + @len), and hear of any
- * failed write of the data file since the last look.  A failure makes
- * every block of the file suspect at once, before the caller can act:
- * another thread may be about to serve one.  wfail is odd while the
- * blocks are being forgotten, so that a reader that looked at it then
- * knows too.
- */
-static int writes_wait(struct hubfs_cache_obj *obj, uint64_t off,
-		       uint64_t len)
+/* Delete @ent's rows, then forget its bits: see "The bitmap" above.  The
+ * bits go even if the rows could not; the error is returned. */
+static int ent_drop(struct hubfs_cache *cache, struct cache_ent *ent)
 {
-	if (sync_file_range(obj->ent->fd, (off64_t)off, (off64_t)len,
-			    SYNC_FILE_RANGE_WAIT_BEFORE) != 0) {
-		int err = -errno;
+	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
+	int err;
 
-		atomic_fetch_add(&obj->ent->wfail, 1);
-		ent_forget(obj->ent);
-		atomic_fetch_add(&obj->ent->wfail, 1);
-		hubfs_err_set("cache: %s: a write of its data file failed: %s",
-			      obj->ent->key, strerror(-err));
-		return err;
-	}
-	return 0;
+	hubfs_mutex_lock(&c->lock);
+	err = cache_begin(c);
+	if (!err)
+		err = cache_exec_key(c, STMT_BLOCKS_DEL_OBJ, ent->key);
+	if (!err)
+		err = cache_exec_key(c, STMT_OBJ_UNVERIFY, ent->key);
+	err = cache_end(c, err);
+	/* Before the index is let go: a commit checks gen in its own
+	 * transaction (blocks_commit()).  The bytes stay until the blocks
+	 * are fetched again over them, or the last close sweeps the file:
+	 * other processes may be reading them. */
+	ent_forget(ent);
+	cache_conn_unlock(cache, c);
+	return err;
 }
 
-int hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj)
+/* Drop the blocks of @obj; wflock is held.  Once the rows are gone the
+ * failure, if one was being acted on, is over. */
+static int obj_drop_locked(struct hubfs_cache_obj *obj)
+	HUBFS_REQUIRES(obj->ent->wflock)
 {
-	/* A range far past the end of the file holds no page to wait for:
-	 * only the failures are looked at. */
-	return writes_wait(obj, (uint64_t)1 << 62, 1);
+	int err = ent_drop(obj->cache, obj->ent);
+
+	if (!err && (atomic_load(&obj->ent->wfail) & 1))
+		atomic_fetch_add(&obj->ent->wfail, 1);
+	return err;
+}
+
+/*
+ * Hear of any failed write of the data file since the last look, without
+ * waiting (a range far past the end holds no page to wait for), and act
+ * on one before anyone else can look: every block of the file becomes
+ * suspect, its rows and bits are dropped, and wfail tells the threads
+ * that looked before.
+ */
+static int writes_check(struct hubfs_cache_obj *obj)
+	HUBFS_REQUIRES(obj->ent->wflock)
+{
+	struct cache_ent *ent = obj->ent;
+	int err = 0;
+
+	if (sync_file_range(ent->fd, (off64_t)1 << 62, 1,
+			    SYNC_FILE_RANGE_WAIT_BEFORE) != 0) {
+		err = -errno;
+		if (!(atomic_load(&ent->wfail) & 1))
+			atomic_fetch_add(&ent->wfail, 1);
+		(void)obj_drop_locked(obj);
+		hubfs_err_set("cache: %s: a write of its data file failed: %s",
+			      ent->key, strerror(-err));
+	}
+	return err;
+}
+
+uint64_t hubfs_cache_obj_check_writes(struct hubfs_cache_obj *obj)
+{
+	uint64_t n;
+
+	hubfs_mutex_lock(&obj->ent->wflock);
+	(void)writes_check(obj);
+	n = atomic_load(&obj->ent->wfail);
+	hubfs_mutex_unlock(&obj->ent->wflock);
+	return n;
 }
 
 uint64_t hubfs_cache_obj_write_failures(struct hubfs_cache_obj *obj)
@@ -1384,19 +1465,28 @@ uint64_t hubfs_cache_obj_write_failures(struct hubfs_cache_obj *obj)
 int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 				  uint64_t len)
 {
+	struct cache_ent *ent = obj->ent;
+	int err;
+
 	/*
 	 * A page whose write failed is clean, but its bytes are not on
 	 * disk: given back, it would be read again as whatever the disk
 	 * holds, and a block once confirmed is not checked again.  So wait
 	 * for writeback still running in the range (often none: the caller
-	 * may have started it a while ago), which also reports any write
-	 * of this file that failed since the last call.
+	 * may have started it a while ago), on the descriptor whose
+	 * hearing of failures nobody needs, then look for failures.
 	 */
-	int err = writes_wait(obj, off, len);
-
+	if (ent->wbfd >= 0)
+		(void)sync_file_range(ent->wbfd, (off64_t)off, (off64_t)len,
+				      SYNC_FILE_RANGE_WAIT_BEFORE);
+	hubfs_mutex_lock(&ent->wflock);
+	err = writes_check(obj);
+	if (!err && (atomic_load(&ent->wfail) & 1))
+		err = -EIO;	/* blocks that could not be dropped */
+	hubfs_mutex_unlock(&ent->wflock);
 	if (err)
 		return err;
-	(void)posix_fadvise(obj->ent->fd, (off_t)off, (off_t)len,
+	(void)posix_fadvise(ent->fd, (off_t)off, (off_t)len,
 			    POSIX_FADV_DONTNEED);
 	return 0;
 }
@@ -1455,15 +1545,21 @@ static uint32_t block_blob(const struct hubfs_cache_sum *sum,
 	return pages_crc(sum->page, n, sum->len);
 }
 
-int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
-			      const uint64_t *idx,
-			      const struct hubfs_cache_sum *sums, size_t n)
+/*
+ * Record @n blocks.  @gen: the object's generation before their bytes
+ * were written; if a drop came since (a failed write of the data file
+ * among them, perhaps), they are refused with -EAGAIN.  Checked in the
+ * transaction, as a drop deletes rows and moves gen in its own.
+ */
+static int blocks_commit(struct hubfs_cache_obj *obj, const uint64_t *idx,
+			 const struct hubfs_cache_sum *sums, size_t n,
+			 uint64_t gen)
 {
 	struct cache_evict ev = CACHE_EVICT_INIT;
 	struct hubfs_cache *cache = obj->cache;
 	struct cache_ent *ent = obj->ent;
 	unsigned char blob[4 * HUBFS_CACHE_PAGES];
-	uint64_t used, blocks, gen;
+	uint64_t used, blocks;
 	struct cache_conn *c;
 	uint32_t one = 0, *crcs;	/* set for every k when err is 0 */
 	int err = 0;
@@ -1477,10 +1573,11 @@ int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
 	crcs = n == 1 ? &one : hubfs_malloc(n * sizeof(*crcs));
 	if (!crcs)
 		return -ENOMEM;
-	gen = ent_gen(ent);
 	c = &cache->conn[CONN_BLOCKS];
 	hubfs_mutex_lock(&c->lock);
 	err = cache_begin(c);
+	if (!err && ent_gen(ent) != gen)
+		err = -EAGAIN;
 	for (size_t k = 0; !err && k < n; k++) {
 		unsigned int nbytes = 0;
 		sqlite3_stmt *st;
@@ -1518,10 +1615,29 @@ int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
 	return err;
 }
 
+int hubfs_cache_blocks_commit(struct hubfs_cache_obj *obj,
+			      const uint64_t *idx,
+			      const struct hubfs_cache_sum *sums, size_t n)
+{
+	return blocks_commit(obj, idx, sums, n, ent_gen(obj->ent));
+}
+
 int hubfs_cache_block_commit(struct hubfs_cache_obj *obj, uint64_t idx,
 			     const struct hubfs_cache_sum *sum)
 {
-	return hubfs_cache_blocks_commit(obj, &idx, sum, 1);
+	return blocks_commit(obj, &idx, sum, 1, ent_gen(obj->ent));
+}
+
+uint64_t hubfs_cache_obj_gen(struct hubfs_cache_obj *obj)
+{
+	return ent_gen(obj->ent);
+}
+
+int hubfs_cache_block_commit_since(struct hubfs_cache_obj *obj, uint64_t idx,
+				   const struct hubfs_cache_sum *sum,
+				   uint64_t gen)
+{
+	return blocks_commit(obj, &idx, sum, 1, gen);
 }
 
 /* Punch out the blocks from @from on that no row accounts for (a sweep
@@ -1762,25 +1878,11 @@ int hubfs_cache_obj_set_verified(struct hubfs_cache_obj *obj)
 
 int hubfs_cache_obj_drop(struct hubfs_cache_obj *obj)
 {
-	struct hubfs_cache *cache = obj->cache;
-	struct cache_ent *ent = obj->ent;
-	struct cache_conn *c = &cache->conn[CONN_BLOCKS];
 	int err;
 
-	hubfs_mutex_lock(&c->lock);
-	err = cache_begin(c);
-	if (!err)
-		err = cache_exec_key(c, STMT_BLOCKS_DEL_OBJ, ent->key);
-	if (!err)
-		err = cache_exec_key(c, STMT_OBJ_UNVERIFY, ent->key);
-	err = cache_end(c, err);
-	cache_conn_unlock(cache, c);
-	/* The bytes stay until the blocks are fetched again over them, or
-	 * the last close sweeps the file: other processes may be reading
-	 * them.  Rows first, bits second: see "The bitmap" above.  The bits
-	 * go even if the rows could not: a row is checked against the
-	 * bytes before its bit is set again. */
-	ent_forget(ent);
+	hubfs_mutex_lock(&obj->ent->wflock);
+	err = obj_drop_locked(obj);
+	hubfs_mutex_unlock(&obj->ent->wflock);
 	return err;
 }
 

@@ -124,6 +124,10 @@ struct cache_ent {
 	uint64_t size;
 	uint64_t nblocks;
 	int fd; /* the data file, holding flock(LOCK_SH) */
+	/* The same file opened again, to wait for its writeback on: each
+	 * descriptor hears of a failed write once, and fd's hearing is
+	 * kept for writes_check() under wflock.  -1 if it could not be. */
+	int wbfd;
 	enum cache_ent_state state; /* protected by cache.obj_lock */
 	int err; /* protected by cache.obj_lock */
 	unsigned long refs; /* protected by cache.obj_lock */
@@ -135,7 +139,12 @@ struct cache_ent {
 	 * sleep.  A leaf. */
 	struct hubfs_mutex wlock;
 	uint64_t gen HUBFS_GUARDED_BY(lock); /* bumped by drop() */
-	/* Failed writes of the data file told through fd so far. */
+	/* Taken around every look at fd's failed writes and what follows
+	 * one (dropping the blocks), so that no thread hears of a failure
+	 * and serves a block before it is dropped.  Before conn.lock. */
+	struct hubfs_mutex wflock;
+	/* Failed writes heard of, twice over: odd from hearing of one until
+	 * the blocks are dropped (for good if the drop fails). */
 	_Atomic uint64_t wfail;
 	/* Bits set: changed under lock with them, read without a lock
 	 * (every read of an object not yet verified asks for it). */

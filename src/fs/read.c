@@ -83,34 +83,31 @@
  * check, but a page of the data file whose write to disk failed is
  * clean, and the kernel may drop it and read the disk's stale bytes in
  * its place.  So a read answered from the data file first asks whether
- * a write of it has failed since the read began.  The kernel tells each
- * failure once, to whichever thread asks first (a read, giving back
- * pages, a hash that did not match); the cache then forgets every block
- * of the file at once and counts the failure, and the read compares the
- * count with the one it took at its start.  On a failure the object's
- * blocks are dropped and the read's fetched again; if writes keep
- * failing, the read goes around the cache.  A hash mismatch after a
- * failed write is blamed on the disk, not counted against the content.
- * Not covered: a failure told first to another process's descriptor,
- * or lost with the kernel's inode between two opens, leaves blocks the
- * memo of the last open vouches for (cache.c) until the next restart
- * checks them.
+ * a write of it has failed since the read began
+ * (hubfs_cache_obj_check_writes()).  The kernel tells each failure once;
+ * the cache drops every block of the file before any other thread can
+ * ask, and counts the failure, and the read compares the count with the
+ * one it took at its start.  On a failure the read's blocks are fetched
+ * again, once; if writes keep failing, the read goes around the cache.
+ * A hash mismatch after a failed write is blamed on the disk, not
+ * counted against the content.  Not covered: a failure told first to
+ * another process's descriptor, or lost with the kernel's inode between
+ * two opens, leaves blocks the memo of the last open vouches for
+ * (cache.c) until a restart checks them.
  *
  * Locks: reader->lock guards the object table, object reference counts
  * and the job queue.  obj->lock guards the run list, run fields and the
  * sweep.  obj->hash_lock guards the hash state.  obj->ledger_lock guards
  * the ledger, for a moment on every read, never with another lock of
  * this module.  obj->pages_lock serialises giving back the cache file's
- * pages and guards pages_bad: a failed write of the cache file is told
- * to the first thread that waits for writeback, for the whole file, and
- * that thread must drop the object's blocks before anyone gives back
- * more.  It is held across that wait (normally none while the hash
- * runs, thanks to the lag; after it, or at a close, the write just
- * started) by threads that have answered their read, a handle's
- * release, or a fetch worker that has finished its run; no read waits
- * for it before its answer, but one that has found a failed write.
- * hash_lock
- * is taken under it.  reader->lock is taken before obj->lock when both
+ * pages and guards pages_bad: once a write of the cache file has failed,
+ * no more is given back.  It is held across the wait for writeback
+ * (normally none while the hash runs, thanks to the lag; after it, or
+ * at a close, the write just started) by threads that have answered
+ * their read, a handle's release, or a fetch worker that has finished
+ * its run; no read waits for it before its answer, but one that has
+ * found a failed write.  hash_lock is taken under it, and the cache's
+ * locks under both.  reader->lock is taken before obj->lock when both
  * are held; hash_lock is never held with those two.  No lock is held
  * across an HTTP request.
  */
@@ -174,6 +171,9 @@ struct fs_object {
 	/* Next block to hash: written under hash_lock, read without. */
 	atomic_uint_fast64_t hash_next;
 	atomic_bool verified;
+	/* Failed writes of the data file counted when verified was set: a
+	 * small object is believed checked only while none came since. */
+	atomic_uint_fast64_t vwfail;
 	unsigned int mismatches;	/* lock */
 };
 
@@ -214,10 +214,26 @@ static uint64_t block_len(const struct fs_object *obj, uint64_t idx)
 	return obj->size - start < BS ? obj->size - start : BS;
 }
 
+/* Record that @obj's content matched, as of @wfail failed writes. */
+static void set_verified(struct fs_object *obj, uint64_t wfail)
+{
+	atomic_store(&obj->vwfail, wfail);
+	atomic_store(&obj->verified, true);
+}
+
+/* Whether @obj's blocks are believed checked whole: a failed write since
+ * has dropped them, before the thread told of it can say so here. */
+static bool checked_whole(struct fs_object *obj)
+{
+	return atomic_load(&obj->verified) &&
+	       atomic_load(&obj->vwfail) ==
+		       hubfs_cache_obj_write_failures(obj->cobj);
+}
+
 /* Whether @obj's next fetch takes it whole, checked before commit. */
 static bool fetch_whole(struct fs_object *obj)
 {
-	return obj->size <= WHOLE_MAX && !atomic_load(&obj->verified);
+	return obj->size <= WHOLE_MAX && !checked_whole(obj);
 }
 
 static unsigned int key_bucket(const char *key)
@@ -324,7 +340,8 @@ static void writes_failed(struct fs_object *obj)
 {
 	if (!obj->pages_bad)
 		hlog(LOG_ERR, "%s: %s; its cached blocks are dropped",
-		     obj->path, hubfs_err_or("no detail"));
+		     obj->path,
+		     hubfs_err_or("a write of its cache file failed"));
 	content_untrust(obj);
 	obj->pages_bad = true;
 }
@@ -334,9 +351,9 @@ static void writes_failed(struct fs_object *obj)
  * one was being acted on then). */
 static bool writes_failed_since(struct fs_object *obj, uint64_t since)
 {
-	(void)hubfs_cache_obj_check_writes(obj->cobj);
-	return hubfs_cache_obj_write_failures(obj->cobj) != since ||
-	       (since & 1);
+	uint64_t now = hubfs_cache_obj_check_writes(obj->cobj);
+
+	return now != since || (now & 1);
 }
 
 /*
@@ -369,7 +386,7 @@ static bool hash_finish(struct fs_object *obj)
 	obj->md = NULL;
 	obj->hash_next = 0;
 	if (ok) {
-		atomic_store(&obj->verified, true);
+		set_verified(obj, obj->hash_wfail);
 		hubfs_cache_obj_set_verified(obj->cobj);
 	}
 	return ok;
@@ -504,6 +521,10 @@ struct sink_state {
 	struct fs_object *obj;
 	struct fs_run *run;
 	struct early_read *er;	/* or NULL */
+	/* The object's generation before the first write: a block written
+	 * before a drop (a failed write of the data file) is not committed
+	 * after it.  And the count of failed writes then. */
+	uint64_t gen, wfail;
 	uint64_t block;		/* block being filled */
 	uint64_t fill;		/* bytes of it written */
 	struct hubfs_cache_sum sum;	/* of those bytes */
@@ -590,7 +611,7 @@ static int commit_block(struct sink_state *st, uint64_t idx,
 			const struct hubfs_cache_sum *sum)
 {
 	struct fs_object *obj = st->obj;
-	int err = hubfs_cache_block_commit(obj->cobj, idx, sum);
+	int err = hubfs_cache_block_commit_since(obj->cobj, idx, sum, st->gen);
 
 	if (err)
 		return err;
@@ -665,7 +686,7 @@ static int commit_verified(struct sink_state *st)
 		if (err)
 			return err;
 	}
-	atomic_store(&obj->verified, true);
+	set_verified(obj, st->wfail);
 	hubfs_cache_obj_set_verified(obj->cobj);
 	return 0;
 }
@@ -701,7 +722,11 @@ static int fetch_blocks(struct fs_object *obj, struct fs_run *run,
 			uint64_t from, uint64_t to, struct early_read *er)
 {
 	struct fs_reader *r = obj->reader;
-	struct sink_state st = { .obj = obj, .run = run, .block = from };
+	struct sink_state st = {
+		.obj = obj, .run = run, .block = from,
+		.gen = hubfs_cache_obj_gen(obj->cobj),
+		.wfail = hubfs_cache_obj_write_failures(obj->cobj),
+	};
 	struct hubfs_hub_file file = {
 		.commit = obj->commit, .path = obj->path, .key = obj->key,
 		.lfs = obj->lfs, .size = obj->size,
@@ -759,7 +784,8 @@ static void spend(struct fs_object *obj, bool all);
  * many are stored and only wait for their first check: check those here,
  * so a reading thread finds them confirmed instead of reading and
  * checking them itself, and fetch the others.  Either way run->next
- * advances block by block, in order.  A failed check ends the run with
+ * advances block by block, in order.  A commit refused after a drop
+ * (-EAGAIN) ends it too, and so does a failed check, with
  * -EAGAIN: whoever needs the block checks it again and reports it.
  * Failed fetches, which nobody may be waiting for, are logged here.
  */
@@ -786,7 +812,7 @@ static void run_ahead(struct fs_object *obj, struct fs_run *run)
 		     hubfs_cache_block_stored(obj->cobj, to) == 0; to++)
 			;
 		err = fetch_blocks(obj, run, idx, to, NULL);
-		if (err && err != -ENOSPC)
+		if (err && err != -ENOSPC && err != -EAGAIN)
 			hlog(LOG_ERR, "%s: fetching bytes %llu-%llu failed: "
 			     "%s (%s)", obj->path,
 			     (unsigned long long)(idx * BS),
@@ -1026,8 +1052,8 @@ static struct fs_object *object_new(struct fs_reader *r,
 	pthread_mutex_unlock(&r->lock);
 	if (obj->mismatches >= 2)
 		obj->failed = -EIO;
-	atomic_store(&obj->verified,
-		     hubfs_cache_obj_verified(obj->cobj) == 1);
+	if (hubfs_cache_obj_verified(obj->cobj) == 1)
+		set_verified(obj, hubfs_cache_obj_write_failures(obj->cobj));
 	return obj;
 
 out_free:
@@ -1369,7 +1395,8 @@ static int ensure_blocks(struct fs_object *obj, uint64_t b0, uint64_t b1,
 		run_put(run);
 		pthread_mutex_unlock(&obj->lock);
 		if (!mine && (err == -EAGAIN || err == -ECANCELED)) {
-			/* Readahead that was never sent: fetch it here. */
+			/* Readahead that was never sent, or whose commit
+			 * a drop refused: fetch it here. */
 			err = 0;
 			idx--;
 		}
@@ -1414,7 +1441,7 @@ static int verify_whole(struct fs_object *obj)
 		}
 	}
 	if (!err && content_hash_matches(obj, md)) {
-		atomic_store(&obj->verified, true);
+		set_verified(obj, since);
 		hubfs_cache_obj_set_verified(obj->cobj);
 	} else if (!err) {
 		err = -EILSEQ;
@@ -1423,6 +1450,23 @@ static int verify_whole(struct fs_object *obj)
 	pthread_mutex_unlock(&obj->hash_lock);
 	if (err == -EILSEQ)	/* a mismatch, reported here */
 		err = hashed_mismatch(obj, since);
+	return err;
+}
+
+/* A small object is served only once checked whole: a read that fetched
+ * its own blocks after another thread dropped the others has not been.
+ * -EAGAIN if it still is not. */
+static int small_settle(struct fs_object *obj)
+{
+	int err;
+
+	if (obj->size > WHOLE_MAX || checked_whole(obj))
+		return 0;
+	err = ensure_blocks(obj, 0, obj->nblocks - 1, 0, obj->size, NULL);
+	if (err == 0)
+		err = hash_settle(obj);
+	if (err == 0 && !checked_whole(obj))
+		err = -EAGAIN;
 	return err;
 }
 
@@ -1449,7 +1493,7 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	if (suspect && !atomic_load(&obj->verified)) {
 		err = verify_whole(obj);
 		if (err)
-			return err;
+			return err == -EAGAIN ? -ENOSPC : err;
 	}
 	avail = obj->size - off < size ? obj->size - off : size;
 	b0 = off / BS;
@@ -1478,12 +1522,19 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 	/* The bytes present may be the disk's, not the ones stored: fetch
 	 * them again, once (just written, they are in memory when the reply
 	 * reads them), and if writes keep failing, read around the cache.
-	 * Whoever was told of the failure, the blocks may not be dropped
-	 * yet: a count taken before the blocks were looked at says. */
-	for (try = 0; err == 0 && writes_failed_since(obj, wfail); try++) {
-		pthread_mutex_lock(&obj->pages_lock);
-		writes_failed(obj);
-		pthread_mutex_unlock(&obj->pages_lock);
+	 * -EAGAIN: a fetch of ours was refused by a drop (of a failed write,
+	 * perhaps among its bytes). */
+	for (try = 0;; try++) {
+		if (err == 0)
+			err = small_settle(obj);
+		if (err == 0 && writes_failed_since(obj, wfail)) {
+			pthread_mutex_lock(&obj->pages_lock);
+			writes_failed(obj);
+			pthread_mutex_unlock(&obj->pages_lock);
+			err = -EAGAIN;
+		}
+		if (err != -EAGAIN)
+			break;
 		if (try) {
 			err = -ENOSPC;
 			break;
