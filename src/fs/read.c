@@ -341,7 +341,7 @@ static void writes_failed(struct fs_object *obj)
 	if (!obj->pages_bad)
 		hlog(LOG_ERR, "%s: %s; its cached blocks are dropped",
 		     obj->path,
-		     hubfs_err_or("a write of its cache file failed"));
+		     hubfs_err_or("a write of its data file failed"));
 	content_untrust(obj);
 	obj->pages_bad = true;
 }

@@ -374,7 +374,7 @@ def test_the_fetch_that_ends_the_hash_gives_back_what_was_read(
     h, m, real, pattern = seq_mount(localhub_factory, mount_factory, tmp_path)
     part, tail, stall = 24 << 20, 40 << 20, 4
     h.admin("POST", "/faults", {"route": "cdn-get", "action": "stall",
-                                    "seconds": stall, "min_offset": tail})
+                                "seconds": stall, "min_offset": tail})
     with open(m.path(SMALL), "rb") as f:
         began = time.monotonic()
         got = f.read(part)
