@@ -487,15 +487,19 @@ static void cache_import(struct fs_commit_state *cs, struct fs_stage *st,
 	for (i = 0; buf && i < n; i++) {
 		size_t len = i + 1 < n ? CBS : (size_t)(size - i * CBS);
 		struct hubfs_cache_sum sum = { .len = 0 };
+		uint64_t gen;
 
 		if (hubfs_cache_block_present(obj, i) == 1)
 			continue;
+		/* Taken before the write: a failed write of the data file
+		 * heard of meanwhile refuses the block. */
+		gen = hubfs_cache_obj_gen(obj);
 		if (hubfs_cache_reserve(cs->cache, len) != 0 ||
 		    pread(st->fd, buf, len, (off_t)(i * CBS)) != (ssize_t)len ||
 		    hubfs_cache_obj_pwrite(obj, buf, len, i * CBS) != 0)
 			break;
 		hubfs_cache_sum_add(&sum, buf, len);
-		if (hubfs_cache_block_commit(obj, i, &sum) != 0)
+		if (hubfs_cache_block_commit_since(obj, i, &sum, gen) != 0)
 			break;
 	}
 	/* Hashed just now, from these very bytes. */
