@@ -1453,6 +1453,17 @@ static int verify_whole(struct fs_object *obj)
 	return err;
 }
 
+/* The blocks a read of [@off, @off + @avail) fetches: all of them for an
+ * object fetched whole. */
+static void read_span(struct fs_object *obj, uint64_t off, uint64_t avail,
+		      uint64_t *b0, uint64_t *b1)
+{
+	bool whole = fetch_whole(obj);
+
+	*b0 = whole ? 0 : off / BS;
+	*b1 = whole ? obj->nblocks - 1 : (off + avail - 1) / BS;
+}
+
 /* A small object is served only once checked whole: a read that fetched
  * its own blocks after another thread dropped the others has not been.
  * -EAGAIN if it still is not. */
@@ -1496,12 +1507,7 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 			return err == -EAGAIN ? -ENOSPC : err;
 	}
 	avail = obj->size - off < size ? obj->size - off : size;
-	b0 = off / BS;
-	b1 = (off + avail - 1) / BS;
-	if (fetch_whole(obj)) {
-		b0 = 0;
-		b1 = obj->nblocks - 1;
-	}
+	read_span(obj, off, avail, &b0, &b1);
 	er.off = off;
 	er.len = (size_t)avail;
 	/* A read that may complete the object waits for the hash
@@ -1540,10 +1546,7 @@ int fs_reader_prepare(struct fs_object *obj, uint64_t off, size_t size,
 			break;
 		}
 		wfail = hubfs_cache_obj_write_failures(obj->cobj);
-		if (fetch_whole(obj)) {	/* no longer verified */
-			b0 = 0;
-			b1 = obj->nblocks - 1;
-		}
+		read_span(obj, off, avail, &b0, &b1);	/* may be whole now */
 		err = ensure_blocks(obj, b0, b1, off, off + avail, NULL);
 		if (err == 0)
 			err = hash_settle(obj);
