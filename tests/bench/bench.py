@@ -32,6 +32,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -2447,6 +2448,12 @@ def main(argv=None):
         inv.append("--no-peers")
     invocation = " ".join(inv)
 
+    # SIGTERM and SIGHUP unwind like Ctrl-C: every mount, the local Hub
+    # and the work directory are cleaned up on the way out.
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     suite = Suite(a)
     try:
         suite.run()
