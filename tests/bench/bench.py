@@ -1709,6 +1709,15 @@ def row(*cells):
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
+def verdict(r):
+    """A summary row's result cell: a row without a target shows "-"."""
+    if r["note"].startswith("not run"):
+        return "not run (below)"
+    if r["ok"] is None:
+        return "n/a" if r["target"] else "-"
+    return "pass" if r["ok"] else "**miss**"
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -2133,17 +2142,11 @@ class Report:
         w("| scenario | measure | hubfs | baseline | baseline figure | ratio | target | result |")
         w("|---|---|---|---|---|---|---|---|")
         for r in self.rows:
-            if r["ok"] is None:
-                res = "-" if not r["target"] else "n/a"
-            else:
-                res = "pass" if r["ok"] else "**miss**"
-            if r["note"].startswith("not run"):
-                res = "not run (below)"
             w(row(r["sc"], r["what"], spread(r["fig"], r["unit"]),
                   r["base_name"] or "-",
                   spread(r["base"], r["unit"]) if r["base"] else "-",
                   spread(r["ratio"]) if r["ratio"] else "-",
-                  r["target"] or "-", res))
+                  r["target"] or "-", verdict(r)))
         misses = [r for r in self.rows if r["ok"] is False]
         w("")
         if misses:
@@ -2191,8 +2194,7 @@ class Report:
                         w(row(r["what"], spread(r["fig"], r["unit"]),
                               spread(r["base"]) if r["base"] else "-",
                               spread(r["ratio"]) if r["ratio"] else "-",
-                              r["target"], "pass" if r["ok"] else (
-                                  "**miss**" if r["ok"] is False else "n/a")))
+                              r["target"] or "-", verdict(r)))
                 if not items:
                     continue
             if not items:
