@@ -785,7 +785,14 @@ class Suite:
                     s = self.record("S1", label, size / secs / 1e6, "MB/s",
                                     cmd.replace("$MNT", "$PT"), secs=secs)
                     log("S1 %s: %.0f MB/s" % (label, s["value"]))
-            self.s_scale_used_memory(run, repo, name, size)
+            try:
+                self.s_scale_used_memory(run, repo, name, size)
+            except Exception as e:
+                # S1's remaining baselines, S2 and S3 still run.
+                self.errors.append(("S10", "run %d: %s" % (run + 1, e)))
+                log("ERROR in S10: %s" % traceback.format_exc())
+                for m in list(self.live):
+                    m.stop()
             # The local file, from the page cache.
             self.warm(local)
             lc = 'cat "$LOCAL/%s" > /dev/null' % name
@@ -836,31 +843,35 @@ class Suite:
 
     def pt_cat(self, sc, label, name, prep_cmd, prep):
         """The passthrough's timed cat of the local copy of @name on a new
-        mount, right after prep() (which returns False to skip it)."""
+        mount, right after prep(), which returns False to skip it, or else
+        True or a dict of more fields for the sample."""
         exp = self.expected[name]
         c = 'cat "$PT/%s" > /dev/null' % name
         with self.passthrough(self.seq_local) as pt:
-            if not prep():
+            got = prep()
+            if not got:
                 return
+            extra = got if isinstance(got, dict) else {}
             secs, _ = self.sh(c, {"PT": pt.mnt})
             self.check_read(sc, label, os.path.join(pt.mnt, name), exp)
             s = self.record(sc, label, exp["bytes"] / secs / 1e6, "MB/s",
-                            [prep_cmd, c], secs=secs)
+                            [prep_cmd, c], secs=secs, **extra)
             log("%s %s: %.0f MB/s" % (sc, label, s["value"]))
 
     def s_scale_used_memory(self, run, repo, name, size):
         """S10: S1's cold cat again, hubfs and the passthrough, each right
         after `benchtool touch` has used and freed more memory than the
         read will fill, so that at every size the read's new pages are ones
-        the machine has just used.  This machine gives freed memory back to
-        its host, and the first use of such a page costs a fault on the
-        host: a cold read of 1 GiB finds enough recently used pages, one
-        of 4 GiB does not, and that alone makes S1's times grow faster than
-        the size, for the passthrough too.  Which goes first alternates."""
+        the machine has just used.  On a virtual machine that gives freed
+        memory back to its host, the first use of such a page costs a fault
+        on the host, and a large cold read finds fewer recently used pages
+        than a small one: S1's times then grow faster than the size, for
+        the passthrough too (findings.md, "Scale").  Which goes first
+        alternates."""
         hs = human_bytes(size)
         exp = self.expected[name]
         cat = 'cat "$MNT/%s" > /dev/null' % name
-        touch = '"$BT" touch $BYTES > /dev/null'
+        touch = '"$BT" touch $BYTES'
 
         def touch_env():
             # More than the read's new pages (the FUSE file's, the cache
@@ -875,12 +886,16 @@ class Suite:
                     "BYTES": str(max(0, min(size * 5 // 2 + 64 * MiB,
                                             free - 512 * MiB)))}
 
+        def touch_now():
+            _, out = self.sh(touch, touch_env())
+            return {"touched_mib": json.loads(out)["bytes"] / MiB}
+
         def hub_read():
             self.warm_server()
             cache = self.new_cache()
             try:
                 with self.hubfs(repo, cache) as m:
-                    touch_now()
+                    touched = touch_now()
                     mk = m.mark0
                     secs, _ = self.sh(cat, {"MNT": m.mnt})
                     w = self.hub.since(mk)
@@ -889,14 +904,10 @@ class Suite:
                                     exp)
                     s = self.record("S10", label, size / secs / 1e6, "MB/s",
                                     [touch, cat], secs=secs,
-                                    **self.hubfs_sample(m, w))
+                                    **touched, **self.hubfs_sample(m, w))
                     log("S10 %s: %.0f MB/s" % (label, s["value"]))
             finally:
                 shutil.rmtree(cache)
-
-        def touch_now():
-            self.sh(touch, touch_env())
-            return True
 
         def pt_read():
             self.warm(os.path.join(self.seq_local, name))
@@ -1975,7 +1986,9 @@ class Report:
         self.add("S8", "cp -r checkpoint + sync DIR (s)", h, "s",
                  "curl upload + commit", b, r, "<= 1.25", self.le(r, 1.25))
         # S9
-        for sc, _ in SCENARIOS[:8]:
+        for sc, _ in SCENARIOS:
+            if sc == "S9":
+                continue
             rss = [x["rss"] / MiB for (a, _), xs in s.samples.items() if a == sc
                    for x in xs if x.get("rss")]
             if rss:
@@ -2217,6 +2230,8 @@ class Report:
                                      ("amplification", "amplification", "x"),
                                      ("secs", "time", "s"),
                                      ("large_pct", "in large folios", "%"),
+                                     ("touched_mib", "memory touched before",
+                                      "MiB"),
                                      ("download_secs", "download", "s"),
                                      ("files_per_s", "", "files/s")):
                     v = vals(key)
@@ -2389,16 +2404,16 @@ DESCRIPTIONS = {
         "How time grows with size: the cold `cat` of S1 at %s and %s, and "
         "the cold `find` of S6 at %s files. Figure: the time at the larger "
         "size over the time at the smaller; baseline: the same growth for "
-        "curl, the passthrough and local disk. This machine gives memory it "
-        "frees back to its host, and a page used for the first time in a "
-        "while costs a fault on the host (measured by hand, under "
-        "\"Scale\" below). A cold read fills new page-cache pages; once it "
-        "needs more of them than the machine has recently used (about "
-        "1 GiB here), its time grows faster than its size, whatever the "
-        "file system: the passthrough's too. The cat is therefore measured "
-        "again, hubfs and the passthrough in turns, each right after "
-        "`benchtool touch` has used and freed 2.5 times the file's size "
-        "plus 64 MiB (at most the free memory less 512 MiB), so that the "
+        "curl, the passthrough and local disk. A cold read fills new "
+        "page-cache pages. On a virtual machine that gives the memory it "
+        "frees back to its host, a page used for the first time in a while "
+        "costs a fault on the host, and a large read finds fewer recently "
+        "used pages than a small one, so its time grows faster than its "
+        "size whatever the file system (see \"Scale (S10)\" below for this "
+        "machine). The cat is therefore measured again, hubfs and the "
+        "passthrough in turns, each right after `benchtool touch` has used "
+        "and freed 2.5 times the file's size plus 64 MiB (at most the free "
+        "memory less 512 MiB; the figure says how much it used), so that "
         "memory is in the same state at both sizes." % (
             human_bytes(s.sz["seq"][0]), human_bytes(s.sz["seq"][1]),
             " and ".join(str(len(d["files"])) for d in s.ds))),
@@ -2451,10 +2466,17 @@ def main(argv=None):
     invocation = " ".join(inv)
 
     # SIGTERM and SIGHUP unwind like Ctrl-C: every mount, the local Hub
-    # and the work directory are cleaned up on the way out.
+    # and the work directory are cleaned up on the way out.  A signal
+    # ignored on entry (nohup) stays ignored, and a second one does not
+    # cut the clean-up short.
+    sigs = [sig for sig in (signal.SIGTERM, signal.SIGHUP)
+            if signal.getsignal(sig) is not signal.SIG_IGN]
+
     def on_signal(signum, frame):
+        for sig in sigs:
+            signal.signal(sig, signal.SIG_IGN)
         raise SystemExit(128 + signum)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in sigs:
         signal.signal(sig, on_signal)
     suite = Suite(a)
     try:

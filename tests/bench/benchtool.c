@@ -687,7 +687,7 @@ static int cmd_touch(int argc, char **argv)
 {
 	long psz = sysconf(_SC_PAGESIZE);
 	uint64_t size;
-	unsigned char *p;
+	volatile unsigned char *p;
 	double t0;
 
 	if (argc != 2)
@@ -702,12 +702,12 @@ static int cmd_touch(int argc, char **argv)
 	if (p == MAP_FAILED)
 		die("mmap");
 	/* Small pages, as the page cache mostly uses for a FUSE file. */
-	(void)madvise(p, size, MADV_NOHUGEPAGE);
+	(void)madvise((void *)p, size, MADV_NOHUGEPAGE);
 	t0 = now();
 	for (uint64_t off = 0; off < size; off += (uint64_t)psz)
 		p[off] = 1;
 	printf("{\"bytes\": %" PRIu64 ", \"secs\": %.3f}\n", size, now() - t0);
-	munmap(p, size);
+	munmap((void *)p, size);
 	return 0;
 }
 
