@@ -126,6 +126,19 @@ def human_bytes(n):
     return "%d B" % n
 
 
+def proc_field(path, key):
+    """The value of the first "key: value" line of @path starting with
+    @key, or "?"."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
 def run_quiet(argv, **kw):
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           **kw)
@@ -789,10 +802,7 @@ class Suite:
                 self.s_scale_used_memory(run, repo, name, size)
             except Exception as e:
                 # S1's remaining baselines, S2 and S3 still run.
-                self.errors.append(("S10", "run %d: %s" % (run + 1, e)))
-                log("ERROR in S10: %s" % traceback.format_exc())
-                for m in list(self.live):
-                    m.stop()
+                self.step_failed("S10", run, e)
             # The local file, from the page cache.
             self.warm(local)
             lc = 'cat "$LOCAL/%s" > /dev/null' % name
@@ -841,6 +851,13 @@ class Suite:
                 self.s1_hffs(run, name, size, exp)
 
 
+    def step_failed(self, sc, run, e):
+        """Record a scenario's failure in @run, and unmount what it left."""
+        self.errors.append((sc, "run %d: %s" % (run + 1, e)))
+        log("ERROR in %s: %s" % (sc, traceback.format_exc()))
+        for m in list(self.live):
+            m.stop()
+
     def pt_cat(self, sc, label, name, prep_cmd, prep):
         """The passthrough's timed cat of the local copy of @name on a new
         mount, right after prep(), which returns False to skip it, or else
@@ -877,11 +894,8 @@ class Suite:
             # More than the read's new pages (the FUSE file's, the cache
             # file's, the copies in flight), but never so much that the
             # page cache the baselines rely on would be evicted.
-            free = 0
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemFree:"):
-                        free = int(line.split()[1]) * 1024
+            kib = proc_field("/proc/meminfo", "MemFree:").split()[0]
+            free = int(kib) * 1024 if kib.isdigit() else 0
             return {"BT": self.bt,
                     "BYTES": str(max(0, min(size * 5 // 2 + 64 * MiB,
                                             free - 512 * MiB)))}
@@ -1578,16 +1592,6 @@ class Suite:
         return None
 
     def machine(self):
-        def first(path, key):
-            try:
-                with open(path) as f:
-                    for line in f:
-                        if line.startswith(key):
-                            return line.split(":", 1)[1].strip()
-            except OSError:
-                pass
-            return "?"
-
         def pc(name):
             p = run_quiet(["pkg-config", "--modversion", name])
             return p.stdout.decode().strip() or "?"
@@ -1605,7 +1609,7 @@ class Suite:
                 osname = m.group(1) if m else "?"
         except OSError:
             pass
-        mem = first("/proc/meminfo", "MemTotal")
+        mem = proc_field("/proc/meminfo", "MemTotal")
         try:
             mem = "%.1f GiB" % (int(mem.split()[0]) / 1024 / 1024)
         except ValueError:
@@ -1632,7 +1636,7 @@ class Suite:
                            "cmake", "CMakeLists.txt"]).stdout.strip()
         return [
             ("Date (UTC)", datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M")),
-            ("CPU", first("/proc/cpuinfo", "model name")),
+            ("CPU", proc_field("/proc/cpuinfo", "model name")),
             ("Cores", str(os.cpu_count())),
             ("Memory", mem),
             ("Kernel", platform.release()),
@@ -1694,10 +1698,7 @@ class Suite:
                     try:
                         fn(run)
                     except Exception as e:
-                        self.errors.append((sc, "run %d: %s" % (run + 1, e)))
-                        log("ERROR in %s: %s" % (sc, traceback.format_exc()))
-                        for m in list(self.live):
-                            m.stop()
+                        self.step_failed(sc, run, e)
         finally:
             for m in list(self.live):
                 m.stop()
@@ -2015,13 +2016,13 @@ class Report:
                  "x", "passthrough cat, same sizes", pg,
                  self.pairs(g, pg, lambda x, y: x / y), "", None)
         # The same reads with memory in the same state at both sizes.
-        def used(who, hs):
-            return self.vals("S10", "%s cat, %smemory just used, %s" % (
-                who, "cold, " if who == "hubfs" else "", hs), "secs")
-        g = self.pairs(used("hubfs", hs_big), used("hubfs", hs_small),
-                       lambda x, y: x / y)
-        pg = self.pairs(used("passthrough", hs_big),
-                        used("passthrough", hs_small), lambda x, y: x / y)
+        def used(what, hs):
+            return self.vals("S10", "%s, memory just used, %s" % (what, hs),
+                             "secs")
+        g = self.pairs(used("hubfs cat, cold", hs_big),
+                       used("hubfs cat, cold", hs_small), lambda x, y: x / y)
+        pg = self.pairs(used("passthrough cat", hs_big),
+                        used("passthrough cat", hs_small), lambda x, y: x / y)
         self.add("S10", "cold cat time, %s / %s, memory just used" % (
                      hs_big, hs_small), g, "x",
                  "passthrough cat, same sizes and memory", pg,
