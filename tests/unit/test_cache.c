@@ -2013,7 +2013,7 @@ static void test_cache__crc32c_combine(void)
 {
 	const size_t n = 3 * BS - 3;
 	size_t splits[] = { 0, 1, 7, 100, PG - 1, PG, PG + 1, BS - 1, BS,
-			    2 * BS + 5, n };
+			    2 * BS + 5, n - PG - 1, n - PG, n - PG + 1, n };
 	unsigned char *buf = malloc(n);
 	unsigned seed = 99;
 
