@@ -1479,11 +1479,11 @@ int hubfs_cache_obj_release_pages(struct hubfs_cache_obj *obj, uint64_t off,
 	if (ent->wbfd >= 0)
 		(void)sync_file_range(ent->wbfd, (off64_t)off, (off64_t)len,
 				      SYNC_FILE_RANGE_WAIT_BEFORE);
-	hubfs_mutex_lock(&ent->wflock);
+	hubfs_mutex_lock(&obj->ent->wflock);	/* as writes_check() names it */
 	err = writes_check(obj);
 	if (!err && (atomic_load(&ent->wfail) & 1))
 		err = -EIO;	/* blocks that could not be dropped */
-	hubfs_mutex_unlock(&ent->wflock);
+	hubfs_mutex_unlock(&obj->ent->wflock);
 	if (err)
 		return err;
 	(void)posix_fadvise(ent->fd, (off_t)off, (off_t)len,
