@@ -70,14 +70,16 @@
  * checked whole.
  *
  * Memos.  When an object's last handle here closes, the blocks it had
- * checked (and their CRCs) are kept in a memo, up to CACHE_MEMO_MAX of
- * them, the oldest dropped first.  The next open of the key with the same
- * size takes the memo, and a block whose row still has the remembered
- * length and CRC is present without its bytes being read again: a row
- * is only ever written after its bytes, with their CRC, so such a row
- * still describes bytes this process checked or wrote, or the same
- * content written again after an eviction.  The row is looked up (an
- * evictor may have deleted it and punched the bytes out), unless the
+ * checked, the pages it had checked of other blocks (a 4 KiB reader
+ * checks one page of each block it reads), and the CRCs of the rows they
+ * matched are kept in a memo, up to CACHE_MEMO_MAX of them, the oldest
+ * dropped first.  The next open of the key with the same size takes the
+ * memo, and a block (or those pages of it) whose row still has the
+ * remembered length and CRC is present without its bytes being read
+ * again: a row is only ever written after its bytes, with their CRC, so
+ * such a row still describes bytes this process checked or wrote, or the
+ * same content written again after an eviction.  The row is looked up
+ * (an evictor may have deleted it and punched the bytes out), unless the
  * index cannot have lost a row since: each open reads the index's epoch
  * once it has pinned the object, PRAGMA data_version (which moves when
  * another connection, here or in another process, commits) and the
@@ -85,12 +87,14 @@
  * its ent's.  Every bit of the memo was true at some time after that
  * epoch (checked, committed or matched while pinned), so if the epoch is
  * the same at the next open, no row was deleted in between and the
- * memo's bits are the ent's at once.  Bits an ent only carried over from
- * the memo it was opened with held at that older epoch: a memo with any
- * of them gets no epoch, and its rows are looked up.
+ * memo's bits and pages are the ent's at once.  Bits (or pages) an ent
+ * only carried over from the memo it was opened with held at that older
+ * epoch: a memo with any of them gets no epoch, and its rows are looked
+ * up.
  * Readers that open and close a file over and over (data loaders, one
- * process per sample) then check each block once per process, not once
- * per open.
+ * process per sample) then check each block or page once per process,
+ * not once per open, and while the index is unchanged do not look its
+ * row up either.
  *
  * A damaged block.  A row whose bytes are short or do not match its CRC
  * is deleted (only if the row is still the one checked: another process
@@ -337,6 +341,7 @@ static void memo_free(struct cache_memo *memo)
 	if (!memo)
 		return;
 	hubfs_free(memo->bits);
+	hubfs_free(memo->pages);
 	hubfs_free(memo->crcs);
 	hubfs_free(memo);
 }
@@ -699,6 +704,9 @@ static void memo_adopt(struct cache_ent *ent, struct cache_memo *memo)
 			(uint64_t)__builtin_popcountll(memo->bits[w]),
 			memory_order_relaxed);
 	}
+	for (uint64_t i = 0; memo->pages && i < ent->nblocks; i++)
+		atomic_store_explicit(&ent->pages[i], memo->pages[i],
+				      memory_order_relaxed);
 	hubfs_mutex_unlock(&ent->lock);
 	memo_free(memo);
 }
@@ -724,13 +732,34 @@ static struct cache_memo *memo_take(struct hubfs_cache *cache, const char *key,
 }
 
 /*
- * Keep what @ent (closed for good) knows as a memo: its checked blocks,
- * and those of the memo it was opened with that it did not check again.
- * Best effort: without memory, nothing is kept.
+ * The pages of block @idx (of an ent without its bit) that @ent checked,
+ * else those of the memo it was opened with; *@inherited is set if they
+ * are the memo's.  Under ent->lock.
+ */
+static uint16_t memo_keep_pages(struct cache_ent *ent,
+				const struct cache_memo *old, uint64_t idx,
+				bool *inherited) HUBFS_REQUIRES(ent->lock)
+{
+	uint16_t mine = atomic_load_explicit(&ent->pages[idx],
+					     memory_order_relaxed);
+
+	if (mine || !old || !old->pages || !old->pages[idx])
+		return mine;
+	ent->crcs[idx] = old->crcs[idx];
+	*inherited = true;
+	return old->pages[idx];
+}
+
+/*
+ * Keep what @ent (closed for good) knows as a memo: its checked blocks
+ * and pages, and those of the memo it was opened with that it did not
+ * check again.  Best effort: without memory, nothing (or no pages) is
+ * kept.
  */
 static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 {
 	uint64_t words = (ent->nblocks + 63) / 64, any = 0, inherited = 0;
+	bool pages_inherited = false;
 	const struct cache_memo *old = ent->memo;
 	struct cache_memo *memo, *stale, **p;
 
@@ -762,13 +791,31 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 		memo->bits[w] = mine;
 		any |= mine;
 	}
+	/* A 4 KiB reader checks one page of a block, never its bit: its
+	 * next open here should not look those rows up again either. */
+	for (uint64_t i = 0; i < ent->nblocks; i++) {
+		uint16_t pg;
+
+		if (memo->bits[i / 64] >> (i % 64) & 1)
+			continue;
+		pg = memo_keep_pages(ent, old, i, &pages_inherited);
+		if (!pg)
+			continue;
+		if (!memo->pages)
+			memo->pages = hubfs_calloc(ent->nblocks,
+						   sizeof(*memo->pages));
+		if (!memo->pages)
+			break;
+		memo->pages[i] = pg;
+		any = 1;
+	}
 	memo->crcs = ent->crcs;
 	ent->crcs = NULL;
 	hubfs_mutex_unlock(&ent->lock);
 	/* Bits carried over from the memo this ent was opened with held at
 	 * that memo's epoch, not necessarily at this one: with any of them,
 	 * the next open must look their rows up. */
-	memo->epoch.ok = ent->epoch.ok && !inherited;
+	memo->epoch.ok = ent->epoch.ok && !inherited && !pages_inherited;
 	if (!any) {
 		memo_free(memo);
 		return;
@@ -1049,14 +1096,19 @@ static int block_row(struct hubfs_cache *cache, const struct cache_ent *ent,
 	return ret;
 }
 
-/* Whether an earlier open here checked block @idx with this very row. */
-static bool memo_knows(const struct cache_ent *ent, uint64_t idx,
-		       const struct block_row *row)
+/* The pages of block @idx that an earlier open here checked against
+ * this very row: all of them, some, or none. */
+static uint16_t memo_pages(const struct cache_ent *ent, uint64_t idx,
+			   const struct block_row *row)
 {
 	const struct cache_memo *memo = ent->memo;
 
-	return memo && (memo->bits[idx / 64] >> (idx % 64) & 1) &&
-	       memo->crcs[idx] == row->crc && row->len == block_len(ent, idx);
+	if (!memo || memo->crcs[idx] != row->crc ||
+	    row->len != block_len(ent, idx))
+		return 0;
+	if (memo->bits[idx / 64] >> (idx % 64) & 1)
+		return page_mask(0, page_count(row->len) - 1);
+	return memo->pages ? memo->pages[idx] : 0;
 }
 
 /*
@@ -1154,29 +1206,39 @@ static bool pages_known(const struct cache_ent *ent, uint64_t idx,
 		want) == want;
 }
 
-/* Record pages [@lo, @hi] of block @idx, whose row has CRC @crc, as
- * checked, unless a drop() happened since @gen was read; a block whose
- * pages are all checked gets its bit. */
+/* Record pages @mask of block @idx, whose row has CRC @crc, as checked,
+ * unless a drop() happened since @gen was read; a block whose pages are
+ * all checked gets its bit.  Pages checked against another row (another
+ * process wrote the block again meanwhile) are not counted with these:
+ * crcs[idx] names the one row all of them matched. */
 static bool pages_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
-			    unsigned int lo, unsigned int hi, uint32_t crc)
+			    uint16_t mask, uint32_t crc)
 {
-	uint16_t all = page_mask(0, page_count(block_len(ent, idx)) - 1);
-	bool same;
+	uint16_t all = page_mask(0, page_count(block_len(ent, idx)) - 1), had;
+	uint64_t bit = 1ull << (idx % 64);
+	bool same, known;
 
 	hubfs_mutex_lock(&ent->lock);
 	same = ent->gen == gen;
-	if (same && (atomic_fetch_or_explicit(&ent->pages[idx],
-					      page_mask(lo, hi),
-					      memory_order_release) |
-		     page_mask(lo, hi)) == all) {
-		uint64_t bit = 1ull << (idx % 64);
-
-		ent->crcs[idx] = crc;
-		if (!(atomic_fetch_or_explicit(&ent->bits[idx / 64], bit,
-					       memory_order_release) & bit))
-			atomic_fetch_add_explicit(&ent->known, 1,
-						  memory_order_relaxed);
+	if (!same)
+		goto unlock;
+	had = atomic_load_explicit(&ent->pages[idx], memory_order_relaxed);
+	known = atomic_load_explicit(&ent->bits[idx / 64],
+				     memory_order_relaxed) & bit;
+	if (!known && had && ent->crcs[idx] != crc)
+		had = 0;
+	if (known && (had | mask) != all)
+		goto unlock;	/* a late check of part of a known block */
+	ent->crcs[idx] = crc;
+	atomic_store_explicit(&ent->pages[idx], had | mask,
+			      memory_order_release);
+	if ((had | mask) == all && !known) {
+		atomic_fetch_or_explicit(&ent->bits[idx / 64], bit,
+					 memory_order_release);
+		atomic_fetch_add_explicit(&ent->known, 1,
+					  memory_order_relaxed);
 	}
+unlock:
 	hubfs_mutex_unlock(&ent->lock);
 	return same;
 }
@@ -1186,8 +1248,9 @@ static bool pages_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
 static bool bit_set_since(struct cache_ent *ent, uint64_t idx, uint64_t gen,
 			  uint32_t crc)
 {
-	return pages_set_since(ent, idx, gen, 0,
-			       page_count(block_len(ent, idx)) - 1, crc);
+	return pages_set_since(ent, idx, gen,
+			       page_mask(0, page_count(block_len(ent, idx)) - 1),
+			       crc);
 }
 
 /* Whether pages [@lo, @hi] of block @idx are present and intact. */
@@ -1196,18 +1259,21 @@ static int pages_present(struct hubfs_cache_obj *obj, uint64_t idx,
 {
 	struct hubfs_cache *cache = obj->cache;
 	struct cache_ent *ent = obj->ent;
+	uint16_t want = page_mask(lo, hi), memo = 0;
 	struct block_row row;
 	uint64_t gen;
 	int ret;
 
-	if (pages_known(ent, idx, page_mask(lo, hi))) {
+	if (pages_known(ent, idx, want)) {
 		atomic_fetch_add(&cache->hits, 1);
 		return 1;
 	}
 	gen = ent_gen(ent);
 	ret = block_row(cache, ent, idx, &row);
-	if (ret == 1 && memo_knows(ent, idx, &row)) {
-		if (!bit_set_since(ent, idx, gen, row.crc))
+	if (ret == 1)
+		memo = memo_pages(ent, idx, &row);
+	if (ret == 1 && (memo & want) == want) {
+		if (!pages_set_since(ent, idx, gen, memo, row.crc))
 			ret = 0; /* dropped meanwhile */
 	} else if (ret == 1) {
 		if (!row.paged) {	/* checked whole */
@@ -1218,7 +1284,8 @@ static int pages_present(struct hubfs_cache_obj *obj, uint64_t idx,
 		if (ret == 0)
 			block_forget(cache, ent, idx, &row);
 		else if (ret == 1 &&
-			 !pages_set_since(ent, idx, gen, lo, hi, row.crc))
+			 !pages_set_since(ent, idx, gen, page_mask(lo, hi),
+					  row.crc))
 			ret = 0; /* dropped while checking */
 	}
 	if (ret >= 0)

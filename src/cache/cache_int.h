@@ -152,7 +152,9 @@ struct cache_ent {
 	/* Verified-block bitmap: read without a lock, set and cleared
 	 * only under lock. */
 	_Atomic uint64_t *bits;
-	uint32_t *crcs HUBFS_GUARDED_BY(lock); /* the CRC of each bit set */
+	/* The CRC of the row each bit set, or pages[] entry not zero, was
+	 * checked against (all of a block's pages against the same row). */
+	uint32_t *crcs HUBFS_GUARDED_BY(lock);
 	/* Per block, the pages checked (bit i: page i), for blocks whose
 	 * own bit is not set; same rules as bits. */
 	_Atomic uint16_t *pages;
@@ -168,6 +170,8 @@ struct cache_memo {
 	char key[CACHE_KEY_MAX + 1];
 	uint64_t size;
 	uint64_t *bits;
+	/* Of blocks whose bit is clear, the pages checked; NULL if none. */
+	uint16_t *pages;
 	uint32_t *crcs;
 	/* The index's epoch when the ent it came from was opened. */
 	struct cache_epoch epoch;

@@ -989,6 +989,64 @@ static void test_cache__checked_once_per_process(void)
 	hubfs_cache_close(cache);
 }
 
+/*
+ * The pages a reader checked are remembered too (a 4 KiB reader never
+ * checks a whole block): the next open here trusts them, at once while
+ * the index is unchanged, else once their row is found unchanged; pages
+ * it did not check are checked, and another process checks them all.
+ */
+static void test_cache__memo_keeps_pages(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache, *other;
+	struct hubfs_cache_obj *obj;
+	struct hubfs_cache_stats st;
+	char key[65], key2[65];
+
+	make_key(key, 16);
+	make_key(key2, 17);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 100, 4096), 1);
+	CHECK(!hubfs_cache_block_known(obj, 1));
+	hubfs_cache_obj_close(obj);
+	/* Damage in the page checked, and in one that was not. */
+	CHECK_INT(scribble(dir, key, BS + 200, 3), 0);
+	CHECK_INT(scribble(dir, key, BS + 3 * PG + 10, 3), 0);
+	/* The index unchanged since: the pages are known at open. */
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK(hubfs_cache_span_known(obj, BS, PG));
+	CHECK(!hubfs_cache_span_known(obj, BS + PG, 1));
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 100, 4096), 1);
+	hubfs_cache_obj_close(obj);
+	/* Another process commits: the row is looked up, found unchanged,
+	 * and the memo's pages answer without a check. */
+	CHECK_INT(hubfs_cache_open(&other, dir, 8 * BS), 0);
+	CHECK_INT(put_object(other, key2, BS, 6), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK(!hubfs_cache_span_known(obj, BS, PG));
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 100, 4096), 1);
+	CHECK(hubfs_cache_span_known(obj, BS, PG));
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.corrupt, 0);
+	/* A page the memo does not hold is checked. */
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 3 * PG, 1), 0);
+	hubfs_cache_get_stats(cache, &st);
+	CHECK_UINT(st.corrupt, 1);
+	/* Fetched again and damaged in the same page: another process
+	 * checks the page itself. */
+	CHECK_INT(put_block(obj, 2 * BS, 1, 5), 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(other);
+	CHECK_INT(scribble(dir, key, BS + 200, 3), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 100, 4096), 0);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
 /* @evictor evicts one of the two blocks of @key; @cache must see it. */
 static void one_block_evicted(struct hubfs_cache *cache,
 			      struct hubfs_cache *evictor, const char *key)
@@ -2104,6 +2162,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__commit_needs_no_check),
 	CHECK_TEST(test_cache__checked_once_per_process),
 	CHECK_TEST(test_cache__memo_needs_the_same_row),
+	CHECK_TEST(test_cache__memo_keeps_pages),
 	CHECK_TEST(test_cache__lru_order),
 	CHECK_TEST(test_cache__evict_punches_holes),
 	CHECK_TEST(test_cache__damaged_index_rows),
