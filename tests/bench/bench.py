@@ -23,6 +23,7 @@ import argparse
 import base64
 import collections
 import datetime
+import glob
 import hashlib
 import http.client
 import json
@@ -137,6 +138,44 @@ def proc_field(path, key):
     except OSError:
         pass
     return "?"
+
+
+def sys_text(path):
+    """The stripped contents of a small sysfs file, or None."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def memory_taken_back():
+    """How this machine takes memory back from its page cache and its
+    free lists, as far as sysfs shows: a balloon that reports free pages
+    to the host (pages used for the first time in a while cost a host
+    fault), and DAMON schemes that page out memory left idle (a file's
+    page cache does not stay put).  Both move the figures; see findings."""
+    found = []
+    for dev in sorted(glob.glob("/sys/bus/virtio/drivers/virtio_balloon/virtio*")):
+        feats = sys_text(os.path.join(dev, "features")) or ""
+        if len(feats) > 5 and feats[5] == "1":   # VIRTIO_BALLOON_F_REPORTING
+            found.append("free page reporting (virtio-balloon)")
+    for ctx in sorted(glob.glob("/sys/kernel/mm/damon/admin/kdamonds/*/contexts/*")):
+        if sys_text(ctx.split("/contexts/")[0] + "/state") != "on":
+            continue
+        try:
+            aggr = int(sys_text(ctx + "/monitoring_attrs/intervals/aggr_us"))
+        except (TypeError, ValueError):
+            continue
+        for sch in sorted(glob.glob(ctx + "/schemes/[0-9]*")):
+            action = sys_text(sch + "/action")
+            try:
+                age = int(sys_text(sch + "/access_pattern/age/min"))
+            except (TypeError, ValueError):
+                continue
+            found.append("DAMON %s of memory idle for %g s" % (
+                action, age * aggr / 1e6))
+    return "; ".join(found) or "none found"
 
 
 def run_quiet(argv, **kw):
@@ -1642,6 +1681,7 @@ class Suite:
             ("Kernel", platform.release()),
             ("OS", osname),
             ("File system of the work directory", fstype),
+            ("Memory taken back by the machine", memory_taken_back()),
             ("hubfs", "%s, commit %s%s, %s build" % (
                 cmd_out([self.hubfs_bin, "--version"]), git,
                 " (with local changes)" if dirty else "", self.build_type)),
