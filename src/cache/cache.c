@@ -70,31 +70,30 @@
  * checked whole.
  *
  * Memos.  When an object's last handle here closes, the blocks it had
- * checked, the pages it had checked of other blocks (a 4 KiB reader
- * checks one page of each block it reads), and the CRCs of the rows they
- * matched are kept in a memo, up to CACHE_MEMO_MAX of them, the oldest
- * dropped first.  The next open of the key with the same size takes the
- * memo, and a block (or those pages of it) whose row still has the
- * remembered length and CRC is present without its bytes being read
- * again: a row is only ever written after its bytes, with their CRC, so
- * such a row still describes bytes this process checked or wrote, or the
- * same content written again after an eviction.  The row is looked up
- * (an evictor may have deleted it and punched the bytes out), unless the
- * index cannot have lost a row since: each open reads the index's epoch
- * once it has pinned the object, PRAGMA data_version (which moves when
- * another connection, here or in another process, commits) and the
- * block-deleting statements prepared on CONN_BLOCKS, and the memo keeps
- * its ent's.  Every bit of the memo was true at some time after that
- * epoch (checked, committed or matched while pinned), so if the epoch is
- * the same at the next open, no row was deleted in between and the
- * memo's bits and pages are the ent's at once.  Bits (or pages) an ent
- * only carried over from the memo it was opened with held at that older
- * epoch: a memo with any of them gets no epoch, and its rows are looked
- * up.
- * Readers that open and close a file over and over (data loaders, one
- * process per sample) then check each block or page once per process,
- * not once per open, and while the index is unchanged do not look its
- * row up either.
+ * checked, the pages it had checked of other blocks (a 4 KiB reader checks
+ * one page of each block it reads), and the CRCs of the rows they matched
+ * are kept in a memo, up to CACHE_MEMO_MAX of them and CACHE_MEMO_BYTES in
+ * all, the oldest dropped first.  The next open of the key with the same
+ * size takes the memo, and a block (or those pages of it) whose row still
+ * has the remembered length and CRC is present without its bytes being read
+ * again: a row is only ever written after its bytes, with their CRC, so such
+ * a row still describes bytes this process checked or wrote, or the same
+ * content written again after an eviction.  The row is looked up (an evictor
+ * may have deleted it and punched the bytes out), unless the index cannot
+ * have lost a row since: each open reads the index's epoch once it has
+ * pinned the object, PRAGMA data_version (which moves when another
+ * connection, here or in another process, commits) and the block-deleting
+ * statements prepared on CONN_BLOCKS, and the memo keeps its ent's.  Every
+ * bit of the memo was true at some time after that epoch (checked, committed
+ * or matched while pinned), so if the epoch is the same at the next open, no
+ * row was deleted in between and the memo's bits and pages are the ent's at
+ * once.  Bits (or pages) an ent only carried over from the memo it was
+ * opened with held at that older epoch: a memo with any of them gets no
+ * epoch, and its rows are looked up.  An open's own pages of a block win
+ * over an older memo's bit for it, as they matched another row.  Readers
+ * that open and close a file over and over (data loaders, one process per
+ * sample) then check each block or page once per process, not once per open,
+ * and while the index is unchanged do not look its row up either.
  *
  * A damaged block.  A row whose bytes are short or do not match its CRC
  * is deleted (only if the row is still the one checked: another process
@@ -705,8 +704,9 @@ static void memo_adopt(struct cache_ent *ent, struct cache_memo *memo)
 			memory_order_relaxed);
 	}
 	for (uint64_t i = 0; memo->pages && i < ent->nblocks; i++)
-		atomic_store_explicit(&ent->pages[i], memo->pages[i],
-				      memory_order_relaxed);
+		if (memo->pages[i])	/* untouched zeros stay unbacked */
+			atomic_store_explicit(&ent->pages[i], memo->pages[i],
+					      memory_order_relaxed);
 	hubfs_mutex_unlock(&ent->lock);
 	memo_free(memo);
 }
@@ -723,6 +723,7 @@ static struct cache_memo *memo_take(struct hubfs_cache *cache, const char *key,
 		memo = *p;
 		*p = memo->next;
 		cache->nmemos--;
+		cache->memo_bytes -= memo->bytes;
 		if (memo->size == size)
 			return memo;
 		memo_free(memo);	/* another size: other bytes */
@@ -761,7 +762,7 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	uint64_t words = (ent->nblocks + 63) / 64, any = 0, inherited = 0;
 	bool pages_inherited = false;
 	const struct cache_memo *old = ent->memo;
-	struct cache_memo *memo, *stale, **p;
+	struct cache_memo *memo, *stale, *gone = NULL, **p;
 
 	if (words == 0 || (atomic_load(&ent->wfail) & 1))
 		return;	/* nothing, or rows that may be wrong */
@@ -781,12 +782,18 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 						     memory_order_relaxed);
 		uint64_t more = old ? old->bits[w] & ~mine : 0;
 
-		inherited |= more;
 		for (; more; more &= more - 1) {
 			uint64_t idx = w * 64 + (uint64_t)__builtin_ctzll(more);
 
+			/* Pages checked here without the bit were checked
+			 * against another row than the old memo's: theirs is
+			 * the fresher knowledge. */
+			if (atomic_load_explicit(&ent->pages[idx],
+						 memory_order_relaxed))
+				continue;
 			ent->crcs[idx] = old->crcs[idx];
 			mine |= 1ull << (idx % 64);
+			inherited |= 1ull << (idx % 64);
 		}
 		memo->bits[w] = mine;
 		any |= mine;
@@ -812,6 +819,9 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	memo->crcs = ent->crcs;
 	ent->crcs = NULL;
 	hubfs_mutex_unlock(&ent->lock);
+	memo->bytes = words * sizeof(*memo->bits) +
+		      ent->nblocks * sizeof(*memo->crcs) +
+		      (memo->pages ? ent->nblocks * sizeof(*memo->pages) : 0);
 	/* Bits carried over from the memo this ent was opened with held at
 	 * that memo's epoch, not necessarily at this one: with any of them,
 	 * the next open must look their rows up. */
@@ -827,16 +837,24 @@ static void memo_keep(struct hubfs_cache *cache, struct cache_ent *ent)
 	memo->next = cache->memos;
 	cache->memos = memo;
 	cache->nmemos++;
-	memo = NULL;
-	if (cache->nmemos > CACHE_MEMO_MAX) {
+	cache->memo_bytes += memo->bytes;
+	while (cache->nmemos > CACHE_MEMO_MAX ||
+	       (cache->nmemos > 1 && cache->memo_bytes > CACHE_MEMO_BYTES)) {
 		for (p = &cache->memos; (*p)->next; p = &(*p)->next)
 			;
 		memo = *p;	/* the oldest */
 		*p = NULL;
 		cache->nmemos--;
+		cache->memo_bytes -= memo->bytes;
+		memo->next = gone;
+		gone = memo;
 	}
 	hubfs_mutex_unlock(&cache->obj_lock);
-	memo_free(memo);
+	while (gone) {
+		memo = gone;
+		gone = memo->next;
+		memo_free(memo);
+	}
 	memo_free(stale);
 }
 
@@ -1284,8 +1302,8 @@ static int pages_present(struct hubfs_cache_obj *obj, uint64_t idx,
 		if (ret == 0)
 			block_forget(cache, ent, idx, &row);
 		else if (ret == 1 &&
-			 !pages_set_since(ent, idx, gen, page_mask(lo, hi),
-					  row.crc))
+			 !pages_set_since(ent, idx, gen,
+					  page_mask(lo, hi) | memo, row.crc))
 			ret = 0; /* dropped while checking */
 	}
 	if (ret >= 0)

@@ -175,11 +175,15 @@ struct cache_memo {
 	uint32_t *crcs;
 	/* The index's epoch when the ent it came from was opened. */
 	struct cache_epoch epoch;
+	uint64_t bytes;	/* the size of its arrays, as allocated */
 	struct cache_memo *next; /* cache.memos, newest first */
 };
 
-/* Memos kept; the oldest goes first. */
+/* Memos kept, and the most bytes their arrays may take together (all
+ * but the newest); the oldest goes first.  A memo of a 4 GiB object
+ * takes about 100 KiB, of a 100 GiB one 2.4 MiB. */
 #define CACHE_MEMO_MAX 256
+#define CACHE_MEMO_BYTES (32u << 20)
 
 /* A batched LRU touch, flushed to the index about once a second. */
 struct cache_touch {
@@ -200,6 +204,7 @@ struct hubfs_cache {
 	struct cache_map objs HUBFS_GUARDED_BY(obj_lock); /* key -> ent */
 	struct cache_memo *memos HUBFS_GUARDED_BY(obj_lock);
 	unsigned int nmemos HUBFS_GUARDED_BY(obj_lock);
+	uint64_t memo_bytes HUBFS_GUARDED_BY(obj_lock);
 
 	struct hubfs_mutex touch_lock; /* taken with no other lock held */
 	struct cache_touch *touches HUBFS_GUARDED_BY(touch_lock);

@@ -1047,6 +1047,82 @@ static void test_cache__memo_keeps_pages(void)
 	hubfs_cache_close(cache);
 }
 
+/*
+ * A memo's pages, like its blocks, hold only while their rows are there:
+ * a block evicted by another process after the pages were checked, then
+ * an open and close here without a read, and the next open must look
+ * the rows up rather than take the pages at once.
+ */
+static void test_cache__memo_pages_need_the_row(void)
+{
+	const char *dir = check_path("c");
+	struct hubfs_cache *cache, *other;
+	struct hubfs_cache_obj *obj;
+	uint64_t freed = 0;
+	char key[65];
+
+	make_key(key, 18);
+	CHECK_INT(two_blocks(&cache, dir, key), 0);
+	CHECK_INT(reopen(&cache, dir), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK_INT(hubfs_cache_span_present(obj, 100, 4096), 1);
+	CHECK_INT(hubfs_cache_span_present(obj, BS + 100, 4096), 1);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_open(&other, dir, 8 * BS), 0);
+	CHECK_INT(hubfs_cache_trim(other, BS, &freed), 0);
+	CHECK_UINT(freed, BS);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, key, 2 * BS), 0);
+	CHECK(!hubfs_cache_span_known(obj, 0, PG));
+	CHECK(!hubfs_cache_span_known(obj, BS, PG));
+	CHECK_INT(hubfs_cache_span_present(obj, 100, 4096) +
+			  hubfs_cache_span_present(obj, BS + 100, 4096),
+		  1);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(other);
+	hubfs_cache_close(cache);
+}
+
+/* Memos are capped in bytes as well as in number: a memo of a very
+ * large object pushes the oldest out, not the newer ones.  (Damage made
+ * after a check shows only where no memo answers for the block.) */
+static void test_cache__memos_capped_in_bytes(void)
+{
+	const char *dir = check_path("c");
+	const uint64_t huge = (uint64_t)1 << 40; /* a memo of 16.5 MiB */
+	struct hubfs_cache *cache;
+	struct hubfs_cache_obj *obj;
+	char a[65], b[65], c[65];
+
+	make_key(a, 19);
+	make_key(b, 20);
+	make_key(c, 21);
+	CHECK_INT(hubfs_cache_open(&cache, dir, 8 * BS), 0);
+	CHECK_INT(put_object(cache, c, BS, 7), 0);
+	CHECK_INT(scribble(dir, c, 10, 3), 0);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, a, huge), 0);
+	CHECK_INT(put_block(obj, huge, 0, 5), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(scribble(dir, a, 10, 3), 0);
+	/* c's memo answers, and becomes the newest but one. */
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, c, BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, b, huge), 0);
+	CHECK_INT(put_block(obj, huge, 0, 5), 0);
+	hubfs_cache_obj_close(obj);
+	/* a's went, to stay under the cap (its block is checked, and the
+	 * damage found); c's stayed. */
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, a, huge), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 0);
+	hubfs_cache_obj_close(obj);
+	CHECK_INT(hubfs_cache_obj_open(&obj, cache, c, BS), 0);
+	CHECK_INT(hubfs_cache_block_present(obj, 0), 1);
+	hubfs_cache_obj_close(obj);
+	hubfs_cache_close(cache);
+}
+
 /* @evictor evicts one of the two blocks of @key; @cache must see it. */
 static void one_block_evicted(struct hubfs_cache *cache,
 			      struct hubfs_cache *evictor, const char *key)
@@ -2163,6 +2239,8 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_cache__checked_once_per_process),
 	CHECK_TEST(test_cache__memo_needs_the_same_row),
 	CHECK_TEST(test_cache__memo_keeps_pages),
+	CHECK_TEST(test_cache__memo_pages_need_the_row),
+	CHECK_TEST(test_cache__memos_capped_in_bytes),
 	CHECK_TEST(test_cache__lru_order),
 	CHECK_TEST(test_cache__evict_punches_holes),
 	CHECK_TEST(test_cache__damaged_index_rows),
