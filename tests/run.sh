@@ -3,7 +3,9 @@
 #   1. set-up (packages, the JS client);
 #   2. a release build and an ASan+UBSan build, each with its ctest run
 #      (C unit tests, command line, headers, fuzz corpora);
-#   3. each fuzz target under libFuzzer for a short while (clang);
+#   3. a clang build of the whole tree with -Werror, so that clang's
+#      thread-safety analysis checks every lock annotation, then each fuzz
+#      target under libFuzzer for a short while;
 #   4. the mount tests against the ASan+UBSan daemon;
 #   5. the whole pytest suite against the release build, last, so that the
 #      run ends with pytest's summary line.
@@ -27,12 +29,11 @@ export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
+	-DHUBFS_WERROR=ON -DHUBFS_BUILD_FUZZERS=ON \
+	-DHUBFS_SANITIZE=address,undefined >/dev/null
+cmake --build build-fuzz -j"$jobs"
 if [ "$fuzz_seconds" -gt 0 ]; then
-	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
-		-DHUBFS_BUILD_FUZZERS=ON -DHUBFS_SANITIZE=address,undefined >/dev/null
-	cmake --build build-fuzz -j"$jobs" --target \
-		config_fuzzer hub_tree_fuzzer hub_json_fuzzer hub_header_fuzzer \
-		hub_write_fuzzer
 	for f in build-fuzz/tests/fuzz/*_fuzzer; do
 		name=$(basename "$f" _fuzzer)
 		work=$(mktemp -d)
