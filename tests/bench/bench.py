@@ -320,6 +320,9 @@ class FuseProc:
     def __init__(self, ctx, argv, mnt, env, errfile):
         self.ctx = ctx
         self.argv = argv
+        # The daemon's own name, behind any taskset prefix (pinned()).
+        self.name = os.path.basename(argv[3] if argv[0] == "taskset"
+                                     else argv[0])
         self.mnt = mnt
         self.env = env
         self.errfile = errfile
@@ -345,10 +348,10 @@ class FuseProc:
                 self.err.close()
                 self.ctx.live.remove(self)
                 raise BenchError("%s exited with %d: %s" % (
-                    os.path.basename(self.argv[0]), rc, self.errors()[-2000:]))
+                    self.name, rc, self.errors()[-2000:]))
             if time.time() > deadline:
                 self.stop()
-                raise BenchError("%s did not mount" % self.argv[0])
+                raise BenchError("%s did not mount" % self.name)
             time.sleep(0.02)
         self.minor = os.minor(os.stat(self.mnt).st_dev)
         return self
@@ -1926,7 +1929,6 @@ class Report:
             curl = "curl %s ranges, one connection" % hb
             pt = "passthrough %s random reads" % hb
             hc, cb = self.vals("S4", cold), self.vals("S4", curl)
-            pb = self.vals("S4", pt)
             self.add("S4", "cold %s median latency (us)" % hb, hc, "us",
                      "curl range request, kept-alive connection", cb,
                      self.pairs(hc, cb, lambda x, y: x / y),
@@ -2329,8 +2331,9 @@ class Report:
         w("")
         w("hubfs runs as `hubfs -f SOURCE $MNT -o cache_dir=DIR,ro` with "
           "`HF_ENDPOINT=$HUB` and a read token (writes: a write token, no `ro`); "
-          "the passthrough as `passthrough -f $PT -o source=$LOCAL`. Mounting "
-          "is not timed. Every cold run starts with an empty cache directory "
+          "the passthrough as `passthrough -f $PT -o source=$LOCAL`; for "
+          "the rows \"one CPU\" each runs under `taskset -c %d`, as does "
+          "its reader. Mounting is not timed. Every cold run starts with an empty cache directory "
           "and a new mount; the local Hub's files are in the page cache, as "
           "they are for curl. Requests and bytes come from the local Hub's "
           "request log (`--request-log`): for the first command on a mount, "
@@ -2338,7 +2341,7 @@ class Report:
           "command; for a later one, those made during the command. Bytes "
           "are response bodies (for writes: what the Hub answered, not what "
           "was uploaded). Peak RSS is the daemon's VmHWM from /proc at "
-          "unmount.")
+          "unmount." % PIN_CPU)
         w("")
         # What the profiles showed and why the defaults are what they are:
         # written by hand, kept beside the suite, carried into every report.
