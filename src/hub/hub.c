@@ -52,12 +52,23 @@
  * timeouts, short bodies.  The wait before retry n (from 0) is
  * backoff_ms * 2^n, capped at 8 s, scaled by a random factor in
  * [0.75, 1.25); for a 429 it is what "RateLimit: ...;r=0;t=N" (N + 1 s)
- * or else "Retry-After: N" asks for, capped at max_wait_s.  hub_call()
- * also follows redirects to the endpoint's own origin (renamed repos,
- * /api/resolve-cache/), keeping the token, at most HUB_MAX_HOPS of them;
- * it stops at a redirect to another origin and returns it.  A request
- * with a body follows only 307 and 308: the others turn a POST into a GET
- * in browsers and in libcurl, so what the server meant is unclear.
+ * or else "Retry-After: N" asks for, capped at max_wait_s.  A connection
+ * to the endpoint's origin that cannot be made (refused, no route) is
+ * retried like the rest until one request has used up its retries; the
+ * Hub then counts as unreachable, and such failures are not retried
+ * until it answers again or HUB_UNREACHABLE_HOLD_MS after the last of
+ * them.  Offline, every lookup would otherwise wait out the whole
+ * backoff (about 15 s) before the caller may fall back on what the cache
+ * remembers; each request still makes one attempt, so a Hub that comes
+ * back is found by the first one after.  Other origins (the CDN, upload
+ * URLs) keep their retries.
+ *
+ * hub_call() also follows redirects to the endpoint's own origin (renamed
+ * repos, /api/resolve-cache/), keeping the token, at most HUB_MAX_HOPS of
+ * them; it stops at a redirect to another origin and returns it.  A
+ * request with a body follows only 307 and 308: the others turn a POST
+ * into a GET in browsers and in libcurl, so what the server meant is
+ * unclear.
  *
  * Tracing.  With opts.trace every exchange is logged at LOG_DEBUG after
  * the transfer: method, URL through hubfs_log_redact() (which drops query
@@ -632,8 +643,8 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 {
 	struct xfer x = { .hub = hub, .req = req, .resp = resp };
 	struct hub_errctx ctx = { .repo = hub->repo_desc, .url = req->url };
-	bool auth = req->auth && hub->auth_header &&
-		    hub_same_origin(hub, req->url);
+	bool hub_origin = hub_same_origin(hub, req->url);
+	bool auth = req->auth && hub->auth_header && hub_origin;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *headers;
 	double t0 = now_ms();
@@ -643,6 +654,7 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 
 	resp_clear_headers(resp);
 	resp->retry = false;
+	resp->unreachable = false;
 	resp->body_bytes = 0;
 	c = handle_get(hub);
 	if (!c) {
@@ -706,6 +718,12 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 
 	rc = curl_easy_perform(c);
 	atomic_fetch_add(&hub->stats.requests, 1);
+	if (hub_origin && (rc == CURLE_OK || resp->status)) {
+		/* Whatever the answer, the Hub is reachable. */
+		atomic_store(&hub->answered_at, (int64_t)now_ms());
+		if (atomic_load(&hub->unreachable_until))
+			atomic_store(&hub->unreachable_until, 0);
+	}
 	if (req->locate)
 		atomic_fetch_add(&hub->stats.locates, 1);
 	if (resp->status == 429)
@@ -714,6 +732,8 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 		err = x.cb_err;		/* the callback set retry and detail */
 	} else if (rc != CURLE_OK) {
 		err = hub_errmap_curl(&ctx, rc, errbuf, &resp->retry);
+		resp->unreachable = hub_origin && rc == CURLE_COULDNT_CONNECT;
+		resp->failed_at = (int64_t)now_ms();
 	} else {
 		char *loc = NULL;
 		long code = 0;
@@ -747,11 +767,29 @@ out_put:
 
 /* --- Retries -------------------------------------------------------------- */
 
+/* How long a server found unreachable stays so for the retry policy. */
+#define HUB_UNREACHABLE_HOLD_MS 60000
+
 bool hub_retry_wait(struct hubfs_hub *hub, struct hub_retry *rt,
 		    const struct hub_resp *resp)
 {
 	unsigned int ms;
 
+	if (resp->unreachable &&
+	    resp->failed_at > atomic_load(&hub->answered_at)) {
+		int64_t now = (int64_t)now_ms();
+		bool held = now < atomic_load(&hub->unreachable_until);
+
+		if (held || rt->attempt >= hub->opts.retries) {
+			atomic_store(&hub->unreachable_until,
+				     now + HUB_UNREACHABLE_HOLD_MS);
+			if (hub->opts.trace)
+				hlog(LOG_DEBUG, "hub: not retried: the Hub is "
+				     "unreachable (%s)",
+				     hubfs_err_get() ? hubfs_err_get() : "");
+			return false;
+		}
+	}
 	if (rt->attempt >= hub->opts.retries)
 		return false;
 	ms = hub_wait_ms(&hub->opts, rt->attempt, resp->status,

@@ -94,6 +94,13 @@ struct hubfs_hub {
 	struct hub_locating *locating HUBFS_GUARDED_BY(url_lock);
 	pthread_cond_t url_located;
 
+	/* The endpoint's origin found unreachable (hub_retry_wait()), in
+	 * CLOCK_MONOTONIC ms: until when a failure to connect to it is not
+	 * retried (0: not held), and when it last answered.  A failure
+	 * older than the last answer neither arms nor meets the hold. */
+	atomic_int_fast64_t unreachable_until;
+	atomic_int_fast64_t answered_at;
+
 	struct {
 		atomic_uint_fast64_t requests, retries, throttled, bytes;
 		atomic_uint_fast64_t locates, bytes_sent, commits;
@@ -168,6 +175,10 @@ struct hub_req {
 struct hub_resp {
 	long status;			/* 0 until a status line arrived */
 	bool retry;			/* on failure: worth another attempt */
+	bool unreachable;		/* on failure: no connection could be
+					 * made to the endpoint's origin
+					 * (refused, no route) */
+	int64_t failed_at;		/* then: when, CLOCK_MONOTONIC ms */
 	bool link_bad;			/* a Link header did not fit or was
 					 * not plain text */
 	char location[HUB_URL_MAX];	/* absolute redirect target, or "" */

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import BLOCK, READ, CAROL, Git, http_request, real_bytes
+from conftest import (BLOCK, HUBFS, READ, CAROL, Git, http_request,
+                      real_bytes)
 
 MODEL_REVS = ["main", "dev", "feature/x", "v1.0", "v2.0", "refs/pr/1"]
 SHARD1 = "model-00001-of-00002.safetensors"
@@ -478,8 +479,21 @@ def test_daemon_mode_returns_when_mounted(ehub, tmp_path):
         subprocess.run(["fusermount3", "-u", m.mnt])
 
 
+def hub_retries(mnt):
+    """The mount's count of retried Hub requests (hubfs metrics)."""
+    out = subprocess.run([HUBFS, "metrics", mnt], stdout=subprocess.PIPE,
+                         check=True, timeout=60).stdout.decode()
+    found = [line.split()[-1] for line in out.splitlines()
+             if line.startswith("hubfs_hub_retries_total{")]
+    assert len(found) == 1, out
+    return int(float(found[0]))
+
+
 def test_offline_restart_serves_cached_commit(localhub_factory, mount_factory,
                                               tmp_path):
+    """Offline, a mount serves the commits it remembers.  Only the first
+    lookup waits out the retries: once the Hub is known unreachable, the
+    next revision is looked up with one attempt."""
     h = localhub_factory()
     h.seed("seed-model", "tester/m", "--shards", "1", "--shard-size", "1MiB")
     h.start()
@@ -493,7 +507,10 @@ def test_offline_restart_serves_cached_commit(localhub_factory, mount_factory,
     m2 = mount_factory(h, "tester/m", cache_dir=cache)
     assert snapshot(m2.mnt) == want
     assert os.getxattr(m2.mnt, "user.hubfs.commit").decode() == commit
+    retried = hub_retries(m2.mnt)
+    assert retried > 0
     assert snapshot(m2.path(".revisions", "v1.0")) == v1
+    assert hub_retries(m2.mnt) == retried
     m2.stop()
     assert "last known commit" in m2.errors()
 

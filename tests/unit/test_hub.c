@@ -1,12 +1,18 @@
 /*
  * Unit tests for src/hub: the parsers, encoders, the error table, the
- * retry delay and the argument checks of the client.  No network.
+ * retry delay and the argument checks of the client.  No network beyond
+ * the loopback: a refused port, and a listener that answers 404.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -914,6 +920,145 @@ static void test_hub__unreachable_hub_fails_fast(void)
 	curl_global_cleanup();
 }
 
+/*
+ * A port on the loopback that refuses connections while it is only
+ * bound, and answers every request with a 404 while it listens.  The
+ * socket stays bound throughout, so the port cannot change hands.
+ */
+struct answerer {
+	int fd;
+	unsigned short port;
+	pthread_t thread;
+};
+
+static void *answer_404(void *arg)
+{
+	static const char reply[] = "HTTP/1.1 404 Not Found\r\n"
+				    "Content-Length: 0\r\n"
+				    "Connection: close\r\n\r\n";
+	struct answerer *a = arg;
+	int c;
+
+	/* Ends when answerer_stop() shuts the socket down. */
+	while ((c = accept(a->fd, NULL, NULL)) >= 0) {
+		char req[8192];
+		size_t got = 0;
+		ssize_t n;
+
+		/* The whole request head, so that closing sends no reset. */
+		while (got < sizeof(req) - 1 &&
+		       (n = read(c, req + got, sizeof(req) - 1 - got)) > 0) {
+			got += (size_t)n;
+			req[got] = '\0';
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		if (send(c, reply, sizeof(reply) - 1, MSG_NOSIGNAL) < 0)
+			perror("answer_404: send");
+		close(c);
+	}
+	return NULL;
+}
+
+static int answerer_bind(struct answerer *a)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (a->fd < 0 || bind(a->fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockname(a->fd, (struct sockaddr *)&sa, &len))
+		return -1;
+	a->port = ntohs(sa.sin_port);
+	return 0;
+}
+
+static int answerer_start(struct answerer *a)
+{
+	if (listen(a->fd, 16) ||
+	    pthread_create(&a->thread, NULL, answer_404, a))
+		return -1;
+	return 0;
+}
+
+/* Back to refusing connections: a listener shut down stays bound. */
+static void answerer_stop(struct answerer *a)
+{
+	shutdown(a->fd, SHUT_RDWR);
+	pthread_join(a->thread, NULL);
+}
+
+/*
+ * A Hub that refused connections through all the retries of one request
+ * is not retried again until it answers: offline, each lookup fails at
+ * once and the caller falls back on the cache.  Other failures are still
+ * retried meanwhile, and so is a refusal older than the last answer.
+ */
+static void test_hub__unreachable_hub_is_not_retried_until_it_answers(void)
+{
+	struct hubfs_hub_revision rev;
+	struct hubfs_hub_stats st;
+	struct hub_retry rt = { 0 };
+	struct hub_resp *resp;
+	struct answerer a;
+	char url[64];
+	struct hubfs_hub_opts o;
+	struct hubfs_hub *hub;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	CHECK_INT(answerer_bind(&a), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", a.port);
+	o = opts_for(url);
+	o.retries = 2;
+	o.backoff_ms = 1;
+	CHECK_INT(hubfs_hub_new(&hub, &o), 0);
+	resp = hubfs_calloc(1, sizeof(*resp));
+	CHECK(resp != NULL);
+
+	CHECK_INT(hubfs_hub_get_revision(hub, "main", &rev), -EHOSTUNREACH);
+	hubfs_hub_get_stats(hub, &st);
+	CHECK_UINT(st.requests, 3);
+	CHECK_UINT(st.retries, 2);
+	/* Held: one attempt, no retry, the same error. */
+	CHECK_INT(hubfs_hub_get_revision(hub, "main", &rev), -EHOSTUNREACH);
+	CHECK(detail_has("cannot reach http://127.0.0.1:"));
+	hubfs_hub_get_stats(hub, &st);
+	CHECK_UINT(st.requests, 4);
+	CHECK_UINT(st.retries, 2);
+	/* A server error is still worth a retry. */
+	resp->status = 503;
+	CHECK(hub_retry_wait(hub, &rt, resp));
+
+	/* The Hub answers (404): the hold ends with that answer. */
+	CHECK_INT(answerer_start(&a), 0);
+	CHECK_INT(hubfs_hub_get_revision(hub, "main", &rev), -ENOENT);
+	answerer_stop(&a);
+	hubfs_hub_get_stats(hub, &st);
+	CHECK_UINT(st.requests, 5);
+	CHECK_UINT(st.retries, 3);
+
+	/* Gone again: retried in full once more, then held again. */
+	CHECK_INT(hubfs_hub_get_revision(hub, "main", &rev), -EHOSTUNREACH);
+	hubfs_hub_get_stats(hub, &st);
+	CHECK_UINT(st.requests, 8);
+	CHECK_UINT(st.retries, 5);
+	/* A refusal from before the 404 (a request still in flight then)
+	 * is retried; one from now is held. */
+	memset(&rt, 0, sizeof(rt));
+	resp->status = 0;
+	resp->unreachable = true;
+	resp->failed_at = 1;
+	CHECK(hub_retry_wait(hub, &rt, resp));
+	resp->failed_at = INT64_MAX;
+	CHECK(!hub_retry_wait(hub, &rt, resp));
+
+	hubfs_free(resp);
+	hubfs_hub_free(hub);
+	close(a.fd);
+	curl_global_cleanup();
+}
+
 static const struct check_test tests[] = {
 	CHECK_TEST(test_hub__encode_revision_as_one_segment),
 	CHECK_TEST(test_hub__encode_path_keeps_slashes),
@@ -942,6 +1087,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_hub__new_out_of_memory),
 	CHECK_TEST(test_hub__read_range_rejects_bad_arguments),
 	CHECK_TEST(test_hub__unreachable_hub_fails_fast),
+	CHECK_TEST(test_hub__unreachable_hub_is_not_retried_until_it_answers),
 };
 
 CHECK_MAIN(tests)
