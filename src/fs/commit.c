@@ -1227,6 +1227,7 @@ int fs_commit_stop(struct fs_work *w)
 }
 
 struct pending_list {
+	struct fs_work *w;
 	struct fs_commit_state *cs;
 	struct hubfs_buf *out;
 	int err;
@@ -1241,6 +1242,9 @@ static int pending_line(void *arg, const struct hubfs_jchange *c)
 	for (i = 0; pl->cs && i < pl->cs->nclashes; i++)
 		if (strcmp(pl->cs->clashes[i], c->path) == 0)
 			state = "conflict";
+	for (i = 0; i < pl->w->nunshown; i++)
+		if (fs_unshown_is(&pl->w->unshown[i], c))
+			state = "unshown";
 	if (!pl->err)
 		pl->err = hubfs_buf_printf(pl->out, "%s %s\n", state, c->path);
 	return 0;
@@ -1268,7 +1272,7 @@ void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out)
 int fs_commit_pending(struct fs_work *w, struct hubfs_buf *out)
 {
 	struct fs_commit_state *cs = w->commit;
-	struct pending_list pl = { .cs = cs, .out = out };
+	struct pending_list pl = { .w = w, .cs = cs, .out = out };
 	int n;
 
 	pthread_mutex_lock(&w->lock);
@@ -1315,6 +1319,31 @@ int fs_commit_resolve(struct fs_work *w, struct fs_wnode *n, bool ours)
 		hubfs_free(p);
 		cs->clashes[i] = cs->clashes[--cs->nclashes];
 		done++;
+	}
+	/* A change replay could not show (its staged copy lost) can only
+	 * be dropped; one written again since is a new change, kept. */
+	for (i = 0; !err && !ours && i < w->nunshown;) {
+		const struct fs_unshown *u = &w->unshown[i];
+		int cur;
+
+		if (*path && strcmp(u->path, path) != 0) {
+			i++;
+			continue;
+		}
+		cur = fs_work_unshown_current(w, u);
+		if (cur < 0) {
+			err = cur;
+			break;
+		}
+		if (cur) {
+			err = fs_work_discard(w, u->path);
+			if (err)
+				break;
+			hlog(LOG_NOTICE, "%s: the change to %s that could not "
+			     "be restored is dropped", w->label, u->path);
+			done++;
+		}
+		fs_work_unshown_forget(w, i);
 	}
 	if (done) {
 		/* A change: the committer tries again after the quiet

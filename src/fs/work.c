@@ -1515,6 +1515,65 @@ static struct fs_wnode *replay_parent(struct fs_work *w, const char *path,
 	return d;
 }
 
+/*
+ * Keep a row replay could not show for a reason a later mount does not
+ * cure by itself (its staged file gone, or a clash with the tree), so
+ * that "resolve theirs" can drop it.  A row that may show at a later
+ * mount (its base not loadable now, say offline) is not kept: dropping
+ * it would lose a change that is still whole.
+ */
+static int replay_keep_unshown(struct replay *rp,
+			       const struct hubfs_jchange *c)
+{
+	struct fs_work *w = rp->w;
+	struct fs_unshown *v, *u;
+
+	v = hubfs_realloc(w->unshown, (w->nunshown + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	w->unshown = v;
+	u = &v[w->nunshown];
+	u->path = hubfs_strdup(c->path);
+	if (!u->path)
+		return -ENOMEM;
+	snprintf(u->stage, sizeof(u->stage), "%s", c->stage);
+	snprintf(u->key, sizeof(u->key), "%s", c->ref.key);
+	w->nunshown++;
+	return 0;
+}
+
+bool fs_unshown_is(const struct fs_unshown *u, const struct hubfs_jchange *c)
+{
+	return !c->deleted && strcmp(c->path, u->path) == 0 &&
+	       strcmp(c->stage, u->stage) == 0 &&
+	       (c->stage[0] || strcmp(c->ref.key, u->key) == 0);
+}
+
+static int unshown_match(void *arg, const struct hubfs_jchange *c)
+{
+	const struct fs_unshown **u = arg;
+
+	if (!fs_unshown_is(*u, c))
+		*u = NULL;
+	return 0;
+}
+
+int fs_work_unshown_current(struct fs_work *w, const struct fs_unshown *u)
+{
+	const struct fs_unshown *m = u;
+	int found = hubfs_journal_get(w->journal, u->path, unshown_match, &m);
+
+	if (found < 0)
+		return found;
+	return found == 1 && m != NULL;
+}
+
+void fs_work_unshown_forget(struct fs_work *w, size_t i)
+{
+	hubfs_free(w->unshown[i].path);
+	w->unshown[i] = w->unshown[--w->nunshown];
+}
+
 /* A change that cannot be restored is not shown: a file @made for it
  * goes, or it would show as an empty file where the change wrote its
  * bytes (directories made on its path stay, empty).  Its journal row
@@ -1535,7 +1594,7 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 	struct fs_stage *st = NULL;
 	const char *leaf;
 	struct stat sb;
-	bool made = false;
+	bool made = false, lost = false;
 	int err = 0;
 
 	if (c->deleted != rp->deletions)
@@ -1565,7 +1624,7 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 		     "with the tree; it is kept but not shown", w->label,
 		     c->path);
 		rp->skipped++;
-		return 0;
+		return replay_keep_unshown(rp, c);
 	}
 	if (!n) {
 		n = wnode_new(leaf, HUBFS_ENTRY_FILE);
@@ -1585,6 +1644,7 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 		st->fd = -1;
 		snprintf(st->name, sizeof(st->name), "%s", c->stage);
 		err = hubfs_journal_stage_open(w->journal, st->name, &st->fd);
+		lost = err == -ENOENT;
 		if (!err && fstat(st->fd, &sb) != 0)
 			err = -errno;
 		if (!err && c->base_len && c->ref.commit[0])
@@ -1606,7 +1666,7 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 			stage_free(st);
 			replay_unmake(w, n, made);
 			rp->skipped++;
-			return 0;
+			return lost ? replay_keep_unshown(rp, c) : 0;
 		}
 		st->size = (uint64_t)sb.st_size;
 		st->base_len = st->base.tree ? c->base_len : 0;
@@ -1687,6 +1747,9 @@ void fs_work_free(struct fs_work *w)
 		return;
 	pthread_mutex_lock(&w->lock);
 	wnode_put_locked(w, w->root);
+	while (w->nunshown)
+		fs_work_unshown_forget(w, 0);
+	hubfs_free(w->unshown);
 	pthread_mutex_unlock(&w->lock);
 	fs_tree_put(w->base);
 	pthread_cond_destroy(&w->cond);

@@ -60,6 +60,14 @@ struct fs_stage {
 
 struct fs_commit_state;
 
+/* A journal row that replay could not show (its staged copy lost, a
+ * clash with the tree), named as it was then. */
+struct fs_unshown {
+	char *path;
+	char stage[33];		/* the row's staged file, or "" */
+	char key[65];		/* the row's content key when no stage */
+};
+
 struct fs_work {
 	pthread_mutex_t lock;
 	/* Signalled (under lock) when a stage stops being busy, and when a
@@ -74,8 +82,24 @@ struct fs_work {
 	struct fs_wnode *root;		/* lock */
 	uint64_t changes;		/* lock: count of changes ever made */
 	bool attempting;		/* lock: a commit is being sent */
+	/* lock: the rows replay could not show; "resolve theirs" drops
+	 * those still as they were (fs_commit_resolve()). */
+	struct fs_unshown *unshown;
+	size_t nunshown;
 	struct fs_commit_state *commit;	/* commit.c's state */
 };
+
+/* Whether journal row @c is the row @u names. */
+bool fs_unshown_is(const struct fs_unshown *u, const struct hubfs_jchange *c);
+
+/*
+ * Whether the journal row at @u's path is still the one replay could not
+ * show: 1, 0 (gone or replaced since), or -errno.  Work lock held.
+ */
+int fs_work_unshown_current(struct fs_work *w, const struct fs_unshown *u);
+
+/* Forget unshown row @i (work lock held). */
+void fs_work_unshown_forget(struct fs_work *w, size_t i);
 
 /*
  * Read bytes [@off, @off + @len) of committed content @base through the

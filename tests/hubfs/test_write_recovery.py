@@ -90,29 +90,58 @@ def test_kill_while_writing_keeps_what_was_written(hub, repo, mount_factory,
 
 def test_a_lost_staged_file_is_reported_and_the_rest_restored(
         hub, repo, mount_factory, tmp_path):
+    """A change whose staged copy is lost is listed as unshown, never
+    committed and never silently dropped; "resolve theirs" drops it, but
+    not a change written again at its path since."""
     cache = str(tmp_path / "cache")
     m = mount_factory(hub, repo, "commit_delay=600000", token=WRITE,
                       cache_dir=cache)
     kept, lost = os.urandom(MiB + 3), os.urandom(2 * MiB + 7)
+    again, again2 = os.urandom(3 * MiB + 1), os.urandom(MiB + 11)
     write(m.path("kept.bin"), kept)
     write(m.path("lost.bin"), lost)
+    write(m.path("again.bin"), again)
     m.kill()
-    # The staged copy of lost.bin disappears while nothing is mounted.
+    # The staged copies of lost.bin and again.bin disappear while nothing
+    # is mounted.
     staged = [os.path.join(d, f) for d, _, fs in
               os.walk(os.path.join(cache, "staging")) for f in fs
-              if os.path.getsize(os.path.join(d, f)) == len(lost)]
-    assert len(staged) == 1, staged
-    os.unlink(staged[0])
+              if os.path.getsize(os.path.join(d, f)) in (len(lost),
+                                                           len(again))]
+    assert len(staged) == 2, staged
+    for f in staged:
+        os.unlink(f)
     m2 = mount_factory(hub, repo, token=WRITE, cache_dir=cache)
     assert "cannot restore the staged content of lost.bin" in m2.errors()
+    assert "cannot restore the staged content of again.bin" in m2.errors()
     assert read(m2.path("kept.bin")) == kept
     assert not os.path.exists(m2.path("lost.bin"))
-    assert "modified lost.bin" in pending(m2)
+    assert not os.path.exists(m2.path("again.bin"))
+    assert sorted(pending(m2)) == ["modified kept.bin", "unshown again.bin",
+                                   "unshown lost.bin"]
     fsync(m2.mnt)
     assert_on_branch(hub, repo, {"kept.bin": kept})
     assert "lost.bin" not in tree(hub, repo)
-    # The lost change stays listed, not silently dropped.
-    assert pending(m2) == ["modified lost.bin"]
+    # The lost changes stay listed, not silently dropped.
+    assert sorted(pending(m2)) == ["unshown again.bin", "unshown lost.bin"]
+    # "ours" cannot commit what is lost.
+    with pytest.raises(OSError) as e:
+        os.setxattr(m2.mnt, "user.hubfs.resolve", b"ours")
+    assert e.value.errno == errno.EINVAL
+    # again.bin is written anew: a new change, which "theirs" keeps.
+    write(m2.path("again.bin"), again2)
+    assert sorted(pending(m2)) == ["modified again.bin", "unshown lost.bin"]
+    os.setxattr(m2.mnt, "user.hubfs.resolve", b"theirs")
+    assert pending(m2) == ["modified again.bin"]
+    fsync(m2.mnt)
+    assert_on_branch(hub, repo, {"kept.bin": kept, "again.bin": again2})
+    assert "lost.bin" not in tree(hub, repo)
+    assert pending(m2) == []
+    m2.stop()
+    # Dropped for good: the next mount has nothing to restore.
+    m3 = mount_factory(hub, repo, token=WRITE, cache_dir=cache)
+    assert pending(m3) == []
+    assert "cannot restore" not in m3.errors()
 
 
 # (name, fault rule): the daemon is killed while this request is held.
