@@ -1720,7 +1720,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 out_put:
 	if (release)
-		fs_reader_release(obj);
+		fs_reader_release(obj, (uint64_t)off, size);
 	/* Not f->w: once replied to, the handle may be released. */
 	if (hold || release)
 		fs_object_put(obj);

@@ -135,7 +135,9 @@ struct fs_spent {
 struct fs_ledger {
 	uint64_t size;
 	uint64_t nchunks;
-	uint32_t *done;		/* bytes read of each chunk, up to its length */
+	uint32_t *done;		/* bytes read of each chunk, up to its length;
+				 * LEDGER_QUEUED once in the queue */
+	uint16_t *busy;		/* reads of each chunk asked, not answered */
 	uint32_t *queue;	/* a ring of the chunks read in full, in order */
 	uint64_t head, len;	/* ... its first entry and its length */
 	uint64_t written;	/* its first @written are written back */
@@ -144,7 +146,11 @@ struct fs_ledger {
 /* A ledger for an object of @size bytes; 0 or -ENOMEM. */
 int fs_ledger_init(struct fs_ledger *ledger, uint64_t size);
 void fs_ledger_fini(struct fs_ledger *ledger);
-/* Count a read of [@off, @off + @len), about to be answered; true if
+/* A read of [@off, @off + @len) is being answered: its chunks are not
+ * spent before fs_ledger_read() counts it. */
+void fs_ledger_asked(struct fs_ledger *ledger, uint64_t off, uint64_t len);
+/* Count a read of [@off, @off + @len), answered (after
+ * fs_ledger_asked(), if that was called for it); true if
  * fs_ledger_spent() with @all may now name something. */
 bool fs_ledger_read(struct fs_ledger *ledger, uint64_t off, uint64_t len,
 		    bool all);
@@ -217,14 +223,15 @@ void fs_object_put(struct fs_object *obj);
  * Update a file handle's sequential-read state for a read of @size bytes
  * at @off and queue readahead if the stream is sequential.  Never blocks
  * on the network.  The caller serialises calls for one @stream, and
- * answers the read.  True if the object's ledger may have something to
- * give back: then call fs_reader_release() once the read is answered.
+ * answers the read.  True if the object's ledger counts the read: then
+ * call fs_reader_release() once the read is answered (or failed).
  */
 bool fs_reader_advise(struct fs_object *obj, struct fs_stream *stream,
 		      uint64_t off, size_t size);
-/* Write back, and give back, the cache file's pages the readers are
- * done with; may wait for the disk. */
-void fs_reader_release(struct fs_object *obj);
+/* Count the read of @size bytes at @off as answered, and write back and
+ * give back the cache file's pages the readers are done with; may wait
+ * for the disk. */
+void fs_reader_release(struct fs_object *obj, uint64_t off, size_t size);
 /* The same without the lag, when a handle of @obj is closed. */
 void fs_reader_close(struct fs_object *obj);
 

@@ -58,10 +58,11 @@
  * read in full are written back and then given back (the ledger in
  * stream.c says when): their bytes are in the FUSE file's page cache by
  * then, and a cold read of a large file would otherwise hold it in
- * memory twice.  fs_reader_advise() counts a read and says whether the
- * ledger may have anything to give back (always, while the hash runs:
- * the read may end it); if so, fs_reader_release(), after its reply,
- * gives back what the ledger names with the hash as far as it is then.
+ * memory twice.  fs_reader_advise() tells the ledger a read is being
+ * answered; fs_reader_release(), after its reply (or its error), counts
+ * it and, if the ledger may have anything to give back (always, while
+ * the hash runs: the read may end it), gives back what the ledger names
+ * with the hash as far as it is then.
  * Once the hash has reached the end, no later read may come to give
  * back what a call writes back, so from then on all that was read in
  * full goes at once, without the lag, and the thread waits for its
@@ -98,7 +99,7 @@
  * Locks: reader->lock guards the object table, object reference counts
  * and the job queue.  obj->lock guards the run list, run fields and the
  * sweep.  obj->hash_lock guards the hash state.  obj->ledger_lock guards
- * the ledger, for a moment on every read, never with another lock of
+ * the ledger, for a moment twice a read, never with another lock of
  * this module.  obj->pages_lock serialises giving back the cache file's
  * pages and guards pages_bad: once a write of the cache file has failed,
  * no more is given back.  It is held across the wait for writeback
@@ -1209,7 +1210,6 @@ static uint64_t hashed_bytes(struct fs_object *obj)
 bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		      uint64_t off, size_t size)
 {
-	bool verified = atomic_load(&obj->verified), pending;
 	uint64_t end, from, to, asked;
 
 	if (off >= obj->size || size == 0)
@@ -1218,19 +1218,16 @@ bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		return false;
 	end = obj->size - off < size ? obj->size : off + size;
 	pthread_mutex_lock(&obj->ledger_lock);
-	pending = fs_ledger_read(&obj->ledger, off, end - off, verified);
+	fs_ledger_asked(&obj->ledger, off, end - off);
 	pthread_mutex_unlock(&obj->ledger_lock);
-	/* While the hash runs, this read may be the one that ends it, and
-	 * then has all that was read in full to give back. */
-	pending = pending || !verified;
 	fs_stream_update(st, off, end, obj->nblocks,
 			 obj->reader->opts.max_window_blocks, &from, &to);
 	if (from < to) {
 		st->ra_next = queue_readahead(obj, from, to);
-		return pending;
+		return true;
 	}
 	if (st->window)
-		return pending;	/* sequential: its own readahead will come */
+		return true;	/* sequential: its own readahead will come */
 	/* Not this handle's stream: perhaps its readers' sweep together. */
 	pthread_mutex_lock(&obj->lock);
 	fs_sweep_update(&obj->sweep, swept_before(obj, off / BS),
@@ -1240,7 +1237,7 @@ bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 		obj->sweep.ra_next = to;	/* claimed: asked for below */
 	pthread_mutex_unlock(&obj->lock);
 	if (from >= to)
-		return pending;
+		return true;
 	asked = queue_readahead(obj, from, to);
 	if (asked < to) {	/* the queue was full */
 		pthread_mutex_lock(&obj->lock);
@@ -1248,7 +1245,7 @@ bool fs_reader_advise(struct fs_object *obj, struct fs_stream *st,
 			obj->sweep.ra_next = asked;
 		pthread_mutex_unlock(&obj->lock);
 	}
-	return pending;
+	return true;
 }
 
 /* Act on what the ledger named: see "Pages" above. */
@@ -1296,11 +1293,20 @@ static void spend(struct fs_object *obj, bool all)
 	} while (all && (spent.nwrite || spent.ndrop));
 }
 
-void fs_reader_release(struct fs_object *obj)
+void fs_reader_release(struct fs_object *obj, uint64_t off, size_t size)
 {
-	/* Once the hash is done, no later read may come to give back what
-	 * this one writes back: all of it goes now. */
-	spend(obj, atomic_load(&obj->verified));
+	bool verified = atomic_load(&obj->verified), pending;
+	uint64_t end = obj->size - off < size ? obj->size : off + size;
+
+	pthread_mutex_lock(&obj->ledger_lock);
+	pending = fs_ledger_read(&obj->ledger, off, end - off, verified);
+	pthread_mutex_unlock(&obj->ledger_lock);
+	/* While the hash runs, this read may be the one that ended it, and
+	 * then has all that was read in full to give back.  Once the hash
+	 * is done, no later read may come to give back what this one
+	 * writes back: all of it goes now. */
+	if (pending || !verified)
+		spend(obj, verified);
 }
 
 void fs_reader_close(struct fs_object *obj)

@@ -44,10 +44,12 @@
  * the file, whichever handle read them, so one reader in order, loaders
  * sharing out the tensors between them and a random reader that ends
  * up reading everything are served alike; a chunk read in part is kept,
- * as what was skipped may be read soon.  A read is counted before it is
- * answered, so a chunk may be given back while a read of it is still
- * being answered: that read then finds its bytes on disk.  The chunks
- * read in full wait in a queue, in that order.  Only clean pages can be
+ * as what was skipped may be read soon.  A read is counted once it is
+ * answered, and a chunk read in full joins the queue only when no read
+ * of it is still being answered (busy): such a read would bring the
+ * pages just given back in again, from disk, and nothing would give
+ * them back before the close.  The chunks read in full wait in a queue,
+ * in that order.  Only clean pages can be
  * given back, so a chunk is first written back, once the object's hash
  * has read it (the hash reads the cache file, and would read given-back
  * pages from disk; hashing in order also means its blocks are in the
@@ -151,8 +153,9 @@ int fs_ledger_init(struct fs_ledger *l, uint64_t size)
 	if (n > UINT32_MAX || n > SIZE_MAX / sizeof(*l->done))
 		return -ENOMEM;
 	l->done = hubfs_calloc((size_t)n, sizeof(*l->done));
+	l->busy = hubfs_calloc((size_t)n, sizeof(*l->busy));
 	l->queue = hubfs_calloc((size_t)n, sizeof(*l->queue));
-	if (!l->done || !l->queue) {
+	if (!l->done || !l->busy || !l->queue) {
 		fs_ledger_fini(l);
 		return -ENOMEM;
 	}
@@ -162,8 +165,10 @@ int fs_ledger_init(struct fs_ledger *l, uint64_t size)
 void fs_ledger_fini(struct fs_ledger *l)
 {
 	hubfs_free(l->done);
+	hubfs_free(l->busy);
 	hubfs_free(l->queue);
 	l->done = NULL;
+	l->busy = NULL;
 	l->queue = NULL;
 }
 
@@ -172,6 +177,20 @@ static uint64_t chunk_end(const struct fs_ledger *l, uint64_t c)
 	uint64_t end = (c + 1) * FS_SPENT_CHUNK;
 
 	return end < l->size ? end : l->size;
+}
+
+/* In done[]: the chunk is in the queue.  A chunk is 2 MiB at most. */
+#define LEDGER_QUEUED 0x80000000u
+
+void fs_ledger_asked(struct fs_ledger *l, uint64_t off, uint64_t len)
+{
+	uint64_t end, c;
+
+	if (!l->done || len == 0 || off >= l->size)
+		return;
+	end = len > l->size - off ? l->size : off + len;
+	for (c = off / FS_SPENT_CHUNK; c * FS_SPENT_CHUNK < end; c++)
+		l->busy[c]++;	/* at most one per FUSE thread */
 }
 
 /* A chunk is in the queue at most once (its count starts again only
@@ -190,12 +209,16 @@ bool fs_ledger_read(struct fs_ledger *l, uint64_t off, uint64_t len,
 		uint64_t from = c * FS_SPENT_CHUNK, to = chunk_end(l, c);
 		uint64_t clen = to - from, had = l->done[c], n;
 
-		if (had == clen)
+		if (l->busy[c])
+			l->busy[c]--;
+		if (had & LEDGER_QUEUED)
 			continue;
 		n = (end < to ? end : to) - (off > from ? off : from);
 		l->done[c] = (uint32_t)(had + n < clen ? had + n : clen);
-		if (l->done[c] == clen)
+		if (l->done[c] == clen && !l->busy[c]) {
+			l->done[c] |= LEDGER_QUEUED;
 			l->queue[(l->head + l->len++) % l->nchunks] = (uint32_t)c;
+		}
 	}
 out:
 	/* Chunks to write back, or more written back than the lag keeps. */

@@ -602,6 +602,38 @@ static void test_ledger__a_read_says_whether_anything_is_pending(void)
 	fs_ledger_fini(&l);
 }
 
+static void test_ledger__a_chunk_being_answered_is_not_spent(void)
+{
+	struct fs_ledger l;
+	struct said said;
+	struct fs_spent sp;
+
+	/* Two reads of chunk 0 at once (the kernel's readahead, on two
+	 * FUSE threads): the one answered first completes its count, but
+	 * the chunk waits for the other, whose reply would bring the pages
+	 * given back in again. */
+	ledger_new(&l, &said, 8 * MiB);
+	fs_ledger_asked(&l, 0, 2 * MiB);
+	fs_ledger_asked(&l, MiB, MiB);
+	fs_ledger_read(&l, 0, 2 * MiB, true);
+	fs_ledger_spent(&l, UINT64_MAX, true, &sp);
+	CHECK_UINT(sp.nwrite + sp.ndrop, 0);
+	CHECK(fs_ledger_read(&l, MiB, MiB, true));
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 1);
+	CHECK_UINT(said.ndropped, 1);
+	/* Read again, in two halves answered in the other order. */
+	fs_ledger_asked(&l, 0, MiB);
+	fs_ledger_asked(&l, MiB, MiB);
+	fs_ledger_read(&l, MiB, MiB, true);
+	fs_ledger_spent(&l, UINT64_MAX, true, &sp);
+	CHECK_UINT(sp.nwrite + sp.ndrop, 0);
+	fs_ledger_read(&l, 0, MiB, true);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.ndropped, 2);
+	fs_ledger_fini(&l);
+}
+
 static void test_ledger__reads_past_the_end_count_nothing(void)
 {
 	struct fs_ledger l;
@@ -650,6 +682,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_ledger__chunks_read_out_of_order_take_several_calls),
 	CHECK_TEST(test_ledger__a_chunk_read_again_counts_again),
 	CHECK_TEST(test_ledger__a_read_says_whether_anything_is_pending),
+	CHECK_TEST(test_ledger__a_chunk_being_answered_is_not_spent),
 	CHECK_TEST(test_ledger__reads_past_the_end_count_nothing),
 };
 
