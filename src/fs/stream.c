@@ -262,7 +262,8 @@ void fs_ledger_spent(struct fs_ledger *l, uint64_t checked, bool all,
 	while (l->written > lag && (all || gone < before)) {
 		uint64_t c = l->queue[l->head];
 
-		if (!add_chunk(l, sp->drop, &sp->ndrop, c))
+		/* Read again meanwhile: that read's release gives it back. */
+		if (l->busy[c] || !add_chunk(l, sp->drop, &sp->ndrop, c))
 			break;
 		l->done[c] = 0;		/* read again, it counts again */
 		l->head = (l->head + 1) % l->nchunks;

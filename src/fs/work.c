@@ -517,6 +517,20 @@ static int stage_new(struct fs_work *w, struct fs_content *base,
 	return 0;
 }
 
+/* The row at @path is written anew: what replay could not show there
+ * is no longer what "resolve theirs" would drop (work lock held). */
+static void unshown_clear(struct fs_work *w, const char *path)
+{
+	size_t i = 0;
+
+	while (i < w->nunshown) {
+		if (strcmp(w->unshown[i].path, path) == 0)
+			fs_work_unshown_forget(w, i);
+		else
+			i++;
+	}
+}
+
 /* The journal row that gives file @n its current content. */
 static int row_put_file(struct fs_work *w, struct fs_wnode *n,
 			const char *path)
@@ -545,6 +559,7 @@ static int row_put_file(struct fs_work *w, struct fs_wnode *n,
 		c.ref.lfs = ref->node->lfs;
 		c.ref.size = ref->node->size;
 	}
+	unshown_clear(w, path);
 	err = hubfs_journal_put(w->journal, &c);
 	if (err)
 		return err;
@@ -562,6 +577,7 @@ static int row_delete(struct fs_work *w, const char *path)
 	struct hubfs_jchange c;
 
 	w->changes++;
+	unshown_clear(w, path);
 	/* While a commit is on its way, the path may be in it: a deletion
 	 * must then follow it (a useless one is dropped before the next
 	 * commit). */
@@ -1480,11 +1496,12 @@ static int replay_ref(struct replay *rp, const struct hubfs_jref *ref,
 
 /* The directory that is to hold @path, made (as local) where missing. */
 static struct fs_wnode *replay_parent(struct fs_work *w, const char *path,
-				      const char **leaf)
+				      const char **leaf, int *err)
 {
 	struct fs_wnode *d = w->root, *k;
 	char *copy = hubfs_strdup(path), *p, *slash;
 
+	*err = -ENOMEM;
 	if (!copy)
 		return NULL;
 	for (p = copy; (slash = strchr(p, '/')) != NULL; p = slash + 1) {
@@ -1503,6 +1520,7 @@ static struct fs_wnode *replay_parent(struct fs_work *w, const char *path,
 			}
 		}
 		if (k->type != HUBFS_ENTRY_DIR) {
+			*err = 0;	/* a file on the path: a clash */
 			k = NULL;
 			break;
 		}
@@ -1510,6 +1528,8 @@ static struct fs_wnode *replay_parent(struct fs_work *w, const char *path,
 	}
 	if (slash)
 		d = NULL;
+	else
+		*err = 0;
 	*leaf = path + (p - copy);
 	hubfs_free(copy);
 	return d;
@@ -1610,7 +1630,9 @@ static int replay_row(void *arg, const struct hubfs_jchange *c)
 		}
 		return 0;
 	}
-	d = replay_parent(w, c->path, &leaf);
+	d = replay_parent(w, c->path, &leaf, &err);
+	if (err)
+		return err;
 	n = d ? kid_find(d, leaf) : NULL;
 	/* A file that took the place of a directory emptied here. */
 	if (n && n->type == HUBFS_ENTRY_DIR && materialize(n) == 0 &&

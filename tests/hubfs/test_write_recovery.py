@@ -111,7 +111,9 @@ def test_a_lost_staged_file_is_reported_and_the_rest_restored(
     assert len(staged) == 2, staged
     for f in staged:
         os.unlink(f)
-    m2 = mount_factory(hub, repo, token=WRITE, cache_dir=cache)
+    # No commit of its own: each comes from an fsync below.
+    m2 = mount_factory(hub, repo, "commit_delay=600000", token=WRITE,
+                       cache_dir=cache)
     assert "cannot restore the staged content of lost.bin" in m2.errors()
     assert "cannot restore the staged content of again.bin" in m2.errors()
     assert read(m2.path("kept.bin")) == kept

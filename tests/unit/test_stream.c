@@ -328,7 +328,8 @@ static unsigned int count_state(const struct said *said, int state)
 	return n;
 }
 
-/* A read as fs_reader_advise() does it: count, then ask. */
+/* A read as fs_reader_release() does it, after its reply: count, then
+ * ask. */
 static void ledger_read(struct fs_ledger *l, struct said *said, uint64_t off,
 			uint64_t len, uint64_t checked)
 {
@@ -631,6 +632,16 @@ static void test_ledger__a_chunk_being_answered_is_not_spent(void)
 	fs_ledger_read(&l, 0, MiB, true);
 	ledger_close(&l, &said, UINT64_MAX);
 	CHECK_UINT(said.ndropped, 2);
+	/* Queued, then asked for again (another handle): it is written
+	 * back, but given back only once that read is answered. */
+	fs_ledger_read(&l, 0, 2 * MiB, false);
+	fs_ledger_asked(&l, 4096, 4096);
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.nwritten, 3);
+	CHECK_UINT(said.ndropped, 2);
+	CHECK(fs_ledger_read(&l, 4096, 4096, true));
+	ledger_close(&l, &said, UINT64_MAX);
+	CHECK_UINT(said.ndropped, 3);
 	fs_ledger_fini(&l);
 }
 
