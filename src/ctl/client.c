@@ -167,6 +167,34 @@ static int cmd_report(int argc, char **argv, const char *attr)
 	return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+/*
+ * The commit succeeded: unless changes that cannot be restored (their
+ * staged copies lost) stay pending, never to be committed.
+ */
+static int commit_done(const char *root)
+{
+	unsigned int unshown = 0;
+	char *text = NULL, *p;
+
+	if (get_attr(root, "user.hubfs.pending", &text) == 0) {
+		for (p = text; p && *p; p = strchr(p, '\n')) {
+			if (*p == '\n')
+				p++;
+			unshown += strncmp(p, "unshown ", 8) == 0;
+		}
+		hubfs_free(text);
+	}
+	if (unshown) {
+		fail("%s: committed, but %u change%s could not be restored "
+		     "and cannot be committed; see hubfs pending %s (hubfs "
+		     "resolve theirs %s drops them)", root, unshown,
+		     unshown == 1 ? "" : "s", root, root);
+		return EXIT_FAILURE;
+	}
+	printf("%s: everything is committed\n", root);
+	return EXIT_SUCCESS;
+}
+
 static int cmd_commit(int argc, char **argv)
 {
 	char root[PATH_MAX];
@@ -186,10 +214,9 @@ static int cmd_commit(int argc, char **argv)
 		err = errno;
 	if (fd >= 0)
 		close(fd);
+	if (!err)
+		return commit_done(root);
 	switch (err) {
-	case 0:
-		printf("%s: everything is committed\n", root);
-		return EXIT_SUCCESS;
 	case ESTALE:
 		fail("%s: a pending change conflicts with a change on the "
 		     "Hub; see hubfs pending %s, then hubfs resolve "

@@ -6,12 +6,13 @@ exactly once."""
 import errno
 import hashlib
 import os
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import WRITE
+from conftest import HUBFS, WRITE
 from writeutil import (commits, fsync, head, no_faults, read, repo,
                        small_disk, tree, wait_for,
                        write)
@@ -124,8 +125,13 @@ def test_a_lost_staged_file_is_reported_and_the_rest_restored(
     fsync(m2.mnt)
     assert_on_branch(hub, repo, {"kept.bin": kept})
     assert "lost.bin" not in tree(hub, repo)
-    # The lost changes stay listed, not silently dropped.
+    # The lost changes stay listed, not silently dropped, and "hubfs
+    # commit" does not claim that everything is committed.
     assert sorted(pending(m2)) == ["unshown again.bin", "unshown lost.bin"]
+    r = subprocess.run([HUBFS, "commit", m2.mnt], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120)
+    assert r.returncode == 1, r
+    assert b"2 changes could not be restored" in r.stderr, r
     # "ours" cannot commit what is lost.
     with pytest.raises(OSError) as e:
         os.setxattr(m2.mnt, "user.hubfs.resolve", b"ours")
@@ -139,6 +145,9 @@ def test_a_lost_staged_file_is_reported_and_the_rest_restored(
     assert_on_branch(hub, repo, {"kept.bin": kept, "again.bin": again2})
     assert "lost.bin" not in tree(hub, repo)
     assert pending(m2) == []
+    r = subprocess.run([HUBFS, "commit", m2.mnt], stdout=subprocess.PIPE,
+                       timeout=120)
+    assert r.returncode == 0 and b"everything is committed" in r.stdout, r
     m2.stop()
     # Dropped for good: the next mount has nothing to restore.
     m3 = mount_factory(hub, repo, token=WRITE, cache_dir=cache)
