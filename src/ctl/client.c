@@ -174,14 +174,12 @@ static int cmd_report(int argc, char **argv, const char *attr)
 static int commit_done(const char *root)
 {
 	unsigned int unshown = 0;
-	char *text = NULL, *p;
+	char *text = NULL, *line, *save = NULL;
 
 	if (get_attr(root, "user.hubfs.pending", &text) == 0) {
-		for (p = text; p && *p; p = strchr(p, '\n')) {
-			if (*p == '\n')
-				p++;
-			unshown += strncmp(p, "unshown ", 8) == 0;
-		}
+		for (line = strtok_r(text, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save))
+			unshown += strncmp(line, "unshown ", 8) == 0;
 		hubfs_free(text);
 	}
 	if (unshown) {

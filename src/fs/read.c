@@ -1296,10 +1296,9 @@ static void spend(struct fs_object *obj, bool all)
 void fs_reader_release(struct fs_object *obj, uint64_t off, size_t size)
 {
 	bool verified = atomic_load(&obj->verified), pending;
-	uint64_t end = obj->size - off < size ? obj->size : off + size;
 
 	pthread_mutex_lock(&obj->ledger_lock);
-	pending = fs_ledger_read(&obj->ledger, off, end - off, verified);
+	pending = fs_ledger_read(&obj->ledger, off, size, verified);
 	pthread_mutex_unlock(&obj->ledger_lock);
 	/* While the hash runs, this read may be the one that ended it, and
 	 * then has all that was read in full to give back.  Once the hash

@@ -718,12 +718,9 @@ int hub_exchange(struct hubfs_hub *hub, const struct hub_req *req,
 
 	rc = curl_easy_perform(c);
 	atomic_fetch_add(&hub->stats.requests, 1);
-	if (hub_origin && (rc == CURLE_OK || resp->status)) {
+	if (hub_origin && (rc == CURLE_OK || resp->status))
 		/* Whatever the answer, the Hub is reachable. */
 		atomic_store(&hub->answered_at, (int64_t)now_ms());
-		if (atomic_load(&hub->unreachable_until))
-			atomic_store(&hub->unreachable_until, 0);
-	}
 	if (req->locate)
 		atomic_fetch_add(&hub->stats.locates, 1);
 	if (resp->status == 429)
@@ -778,11 +775,12 @@ bool hub_retry_wait(struct hubfs_hub *hub, struct hub_retry *rt,
 	if (resp->unreachable &&
 	    resp->failed_at > atomic_load(&hub->answered_at)) {
 		int64_t now = (int64_t)now_ms();
-		bool held = now < atomic_load(&hub->unreachable_until);
+		int64_t since = atomic_load(&hub->unreachable_at);
+		bool held = since > atomic_load(&hub->answered_at) &&
+			    now < since + HUB_UNREACHABLE_HOLD_MS;
 
 		if (held || rt->attempt >= hub->opts.retries) {
-			atomic_store(&hub->unreachable_until,
-				     now + HUB_UNREACHABLE_HOLD_MS);
+			atomic_store(&hub->unreachable_at, now);
 			if (hub->opts.trace)
 				hlog(LOG_DEBUG, "hub: not retried: the Hub is "
 				     "unreachable (%s)",

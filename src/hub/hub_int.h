@@ -94,11 +94,12 @@ struct hubfs_hub {
 	struct hub_locating *locating HUBFS_GUARDED_BY(url_lock);
 	pthread_cond_t url_located;
 
-	/* The endpoint's origin found unreachable (hub_retry_wait()), in
-	 * CLOCK_MONOTONIC ms: until when a failure to connect to it is not
-	 * retried (0: not held), and when it last answered.  A failure
-	 * older than the last answer neither arms nor meets the hold. */
-	atomic_int_fast64_t unreachable_until;
+	/* The endpoint's origin, in CLOCK_MONOTONIC ms: when it was last
+	 * found unreachable (hub_retry_wait(); 0: never) and when it last
+	 * answered.  The hold is on while the first is the later and less
+	 * than HUB_UNREACHABLE_HOLD_MS old; a failure older than the last
+	 * answer neither arms nor meets it. */
+	atomic_int_fast64_t unreachable_at;
 	atomic_int_fast64_t answered_at;
 
 	struct {
