@@ -108,6 +108,8 @@ static const char usage_text[] =
 	"                       without a change (default: 2000)\n"
 	"  commit_max_delay=MS  commit pending changes after this long\n"
 	"                       whatever happens (default: 30000)\n"
+	"  noupload_at_close    upload large files when committing, not\n"
+	"                       as soon as they are closed\n"
 	"  commit_message=TEXT  commit summary; {count}, {first} and\n"
 	"                       {default} are replaced\n"
 	"  allow_other          let other users access the mount\n"

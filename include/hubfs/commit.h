@@ -33,6 +33,11 @@ struct hubfs_commit_file {
 	/* The sha256 was computed as the content was written: it is given,
 	 * and the content is read only to be sent. */
 	bool hashed;
+	/* Its LFS object is being uploaded by someone else (an upload at
+	 * close): it is asked for only after the others are sent and
+	 * req->wait_uploads() returned, and sent then only if the Hub
+	 * still lacks it. */
+	bool uploading;
 	char sha256[65];	/* known_lfs, hashed: given; else computed */
 	char oid[41];		/* computed: the git blob id (inline files only;
 				 * "" for LFS ones) */
@@ -48,6 +53,10 @@ struct hubfs_commit_req {
 	struct hubfs_commit_file *files;
 	size_t n;
 	unsigned int parallel;	/* LFS parts in flight */
+	/* Wait for the uploads of the files marked uploading to end; may
+	 * be NULL when none is. */
+	void (*wait_uploads)(void *arg);
+	void *wait_arg;
 	bool sent;		/* set: the commit call itself was made */
 };
 

@@ -82,6 +82,7 @@ struct hubfs_config {
 	char *commit_message;	/* commit summary template, or NULL */
 	unsigned int commit_quiet_ms;	/* commit after this long quiet */
 	unsigned int commit_max_delay_ms; /* ... or pending this long */
+	bool no_upload_at_close;	/* wait for the commit to upload */
 	bool debug;
 	bool foreground;
 	char *mountpoint;	/* as given on the command line */

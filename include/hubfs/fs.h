@@ -73,6 +73,9 @@ struct hubfs_fs_stats {
 	unsigned int commit_failing;	/* failed in a row just now */
 	int commit_error;		/* the last round's: 0 or -errno */
 	uint64_t conflicts;		/* paths in conflict */
+	uint64_t early_uploads;		/* LFS objects sent at close */
+	uint64_t early_bytes;		/* their bytes */
+	uint64_t early_stopped;		/* uploads at close stopped, failed */
 };
 
 /* A snapshot of @fs's state and counters.  The strings are borrowed. */

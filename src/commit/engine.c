@@ -155,11 +155,11 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 		      char out[41], bool *made)
 {
 	struct hubfs_hub_upload_file *up = NULL;
-	struct hubfs_hub_lfs_object *objs = NULL;
+	struct hubfs_hub_lfs_object *objs = NULL, *later = NULL;
 	struct hubfs_hub_commit_op *ops = NULL;
 	uint8_t (*samples)[SAMPLE_LEN] = NULL;
 	size_t *up_file = NULL;
-	size_t i, nup = 0, nobj = 0, nops = 0;
+	size_t i, nup = 0, nobj = 0, nlater = 0, nops = 0;
 	char *attrs = NULL;
 	int err = -ENOMEM;
 
@@ -168,8 +168,9 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 	up_file = hubfs_calloc(req->n + 1, sizeof(*up_file));
 	samples = hubfs_calloc(req->n + 1, sizeof(*samples));
 	objs = hubfs_calloc(req->n + 1, sizeof(*objs));
+	later = hubfs_calloc(req->n + 1, sizeof(*later));
 	ops = hubfs_calloc(req->n + 1, sizeof(*ops));
-	if (!up || !up_file || !samples || !objs || !ops)
+	if (!up || !up_file || !samples || !objs || !later || !ops)
 		goto out_free;
 
 	/* Hash what is to be added. */
@@ -218,7 +219,8 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 			continue;
 		}
 		if (f->lfs) {
-			struct hubfs_hub_lfs_object *o = &objs[nobj++];
+			struct hubfs_hub_lfs_object *o =
+				f->uploading ? &later[nlater++] : &objs[nobj++];
 
 			memcpy(o->sha256, f->sha256, sizeof(o->sha256));
 			o->size = f->size;
@@ -228,6 +230,17 @@ int hubfs_commit_make(struct hubfs_hub *hub, struct hubfs_commit_req *req,
 	}
 	if (nobj) {
 		err = hubfs_hub_lfs_upload(hub, req->branch, objs, nobj,
+					   req->parallel ? req->parallel : 4);
+		if (err)
+			goto out_free;
+	}
+	/* Sent meanwhile by their own uploads, most likely: the batch call
+	 * says, and what is still missing (an upload failed or was
+	 * stopped) goes up now. */
+	if (nlater) {
+		if (req->wait_uploads)
+			req->wait_uploads(req->wait_arg);
+		err = hubfs_hub_lfs_upload(hub, req->branch, later, nlater,
 					   req->parallel ? req->parallel : 4);
 		if (err)
 			goto out_free;
@@ -280,6 +293,7 @@ out_free:
 	hubfs_free(up_file);
 	hubfs_free(samples);
 	hubfs_free(objs);
+	hubfs_free(later);
 	hubfs_free(ops);
 	return err;
 }

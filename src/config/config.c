@@ -818,6 +818,9 @@ static const struct opt_spec {
 	{ "ro", OPT_FLAG, NULL, FLAG(ro), true },
 	{ "rw", OPT_FLAG, NULL, FLAG(ro), false },
 	{ "allow_other", OPT_FLAG, NULL, FLAG(allow_other), true },
+	{ "upload_at_close", OPT_FLAG, NULL, FLAG(no_upload_at_close), false },
+	{ "noupload_at_close", OPT_FLAG, NULL, FLAG(no_upload_at_close),
+	  true },
 	{ "debug", OPT_ACTION, opt_debug, 0, false },
 	{ "foreground", OPT_FLAG, NULL, FLAG(foreground), true },
 };

@@ -105,7 +105,6 @@ struct fs_commit_state {
 	size_t nclashes;		/* lock */
 	unsigned int writers;		/* lock: handles open for writing */
 	uint64_t commits;		/* lock: commits made */
-	uint64_t failed;		/* lock: rounds that failed, total */
 };
 
 static double now_ms(void)
@@ -163,21 +162,12 @@ struct snapshot {
 static int read_stage(void *arg, uint64_t off, void *buf, size_t len)
 {
 	struct snap_file *sf = arg;
-	size_t got = 0;
+	int err = fs_stage_pread(sf->stage, buf, len, off);
 
-	while (got < len) {
-		ssize_t r = pread(sf->stage->fd, (char *)buf + got, len - got,
-				  (off_t)(off + got));
-
-		if (r <= 0) {
-			hubfs_err_set("cannot read the staged content of %s: "
-				      "%s", sf->path,
-				      r < 0 ? strerror(errno) : "short file");
-			return -EIO;
-		}
-		got += (size_t)r;
-	}
-	return 0;
+	if (err)
+		hubfs_err_set("cannot read the staged content of %s: %s",
+			      sf->path, hubfs_err_or("no detail"));
+	return err;
 }
 
 static int read_ref(void *arg, uint64_t off, void *buf, size_t len)
@@ -749,6 +739,19 @@ static int rebase(struct fs_work *w, const char *head)
 	return err;
 }
 
+/* hubfs_commit_make() waits for the uploads at close of snapshot @arg. */
+static void wait_uploads(void *arg)
+{
+	struct snapshot *s = arg;
+	size_t i;
+
+	pthread_mutex_lock(&s->w->lock);
+	for (i = 0; i < s->n; i++)
+		if (s->v[i].stage)
+			fs_upload_wait(s->w, s->v[i].stage);
+	pthread_mutex_unlock(&s->w->lock);
+}
+
 /* Whether a failed commit call may still have made the commit. */
 static bool outcome_unknown(int err)
 {
@@ -822,6 +825,13 @@ static int attempt(struct fs_work *w, bool *rebased)
 	}
 	if (err)
 		goto out_forget;
+	/* An object being uploaded since its file was closed is asked for
+	 * after the others are sent (wait_uploads()), so that it is not
+	 * sent twice.  The stages are busy now: no upload starts. */
+	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < s.n; i++)
+		s.v[i].f.uploading = s.v[i].stage && s.v[i].stage->uploading;
+	pthread_mutex_unlock(&w->lock);
 	/* The summary names files; work it out before knowing which are
 	 * skipped, as the same for every attempt. */
 	summary = make_summary(cs, &s);
@@ -835,6 +845,8 @@ static int attempt(struct fs_work *w, bool *rebased)
 	req.summary = summary;
 	req.description = description;
 	req.n = s.n;
+	req.wait_uploads = wait_uploads;
+	req.wait_arg = &s;
 	req.files = hubfs_calloc(s.n, sizeof(*req.files));
 	if (!req.files) {
 		err = -ENOMEM;
@@ -1056,7 +1068,7 @@ static void *committer_main(void *arg)
 			cs->completed = ticket;
 			cs->result = err;
 			if (err)
-				cs->failed++;
+				w->rounds_failed++;
 			if (!err) {
 				cs->failures = 0;
 				cs->retry_at = 0;
@@ -1149,6 +1161,9 @@ int fs_commit_start(struct fs_work *w, const struct fs_commit_opts *o)
 		return -EAGAIN;
 	}
 	cs->started = true;
+	if (o->upload_at_close && fs_upload_start(w, o->hub, o->branch) != 0)
+		hlog(LOG_WARNING, "%s: cannot start uploading files at close; "
+		     "commits send them", w->label);
 	return 0;
 }
 
@@ -1203,6 +1218,8 @@ int fs_commit_stop(struct fs_work *w)
 			      cs->branch);
 	if (cs->started)
 		pthread_join(cs->thread, NULL);
+	/* After the last round, which waited for the uploads it needed. */
+	fs_upload_stop(w);
 	pthread_mutex_lock(&w->lock);
 	n = pending_count(w);
 	left = n > 0 || w->attempting;
@@ -1258,7 +1275,6 @@ void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out)
 	pthread_mutex_lock(&w->lock);
 	out->pending = pending_count(w);
 	if (cs) {
-		out->failed = cs->failed;
 		out->failing = cs->failures;
 		out->conflicts = cs->nclashes;
 		out->last_error = cs->result;
@@ -1266,6 +1282,10 @@ void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out)
 			out->pending_age_s = (now_ms() - cs->pending_since) /
 					     1000.0;
 	}
+	out->failed = w->rounds_failed;
+	out->early_uploads = w->uploads_done;
+	out->early_bytes = w->upload_bytes;
+	out->early_stopped = w->uploads_stopped;
 	pthread_mutex_unlock(&w->lock);
 }
 

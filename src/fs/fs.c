@@ -2689,6 +2689,9 @@ void hubfs_fs_get_stats(struct hubfs_fs *fs, struct hubfs_fs_stats *out)
 		out->commit_failing = cs.failing;
 		out->commit_error = cs.last_error;
 		out->conflicts = cs.conflicts;
+		out->early_uploads = cs.early_uploads;
+		out->early_bytes = cs.early_bytes;
+		out->early_stopped = cs.early_stopped;
 	}
 }
 
@@ -2855,6 +2858,7 @@ int hubfs_fs_mount(struct hubfs_fs *fs)
 			.quiet_ms = cfg->commit_quiet_ms,
 			.max_delay_ms = cfg->commit_max_delay_ms,
 			.refresh_ms = cfg->refresh * 1000u,
+			.upload_at_close = !cfg->no_upload_at_close,
 		};
 
 		err = fs_work_new(&fs->work, fs->work_base, &wo);

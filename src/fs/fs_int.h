@@ -410,6 +410,7 @@ struct fs_commit_opts {
 	unsigned int quiet_ms;		/* no change for this long: commit */
 	unsigned int max_delay_ms;	/* pending this long: commit anyway */
 	unsigned int refresh_ms;	/* idle: look for upstream commits; 0 never */
+	bool upload_at_close;		/* send LFS objects as files close */
 };
 
 /* Start the committer thread of @w. */
@@ -438,6 +439,9 @@ struct fs_commit_stats {
 	uint64_t conflicts;	/* paths in conflict */
 	double pending_age_s;	/* how long changes have been pending */
 	int last_error;		/* the last round's result: 0 or -errno */
+	uint64_t early_uploads;	/* LFS objects uploaded at close */
+	uint64_t early_bytes;	/* their bytes */
+	uint64_t early_stopped;	/* uploads at close stopped or failed */
 };
 
 void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out);

@@ -699,6 +699,25 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int fs_stage_pread(struct fs_stage *st, void *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t r = pread(st->fd, buf, len, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			hubfs_err_set("%s", r < 0 ? strerror(errno)
+						  : "the file is shorter");
+			return -EIO;
+		}
+		buf = (char *)buf + r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
 static int stage_fill(struct fs_work *w, struct fs_stage *st, uint64_t idx)
 {
 	struct fs_content base = { 0 };
@@ -999,8 +1018,12 @@ static int drop_file(struct fs_work *w, struct fs_wnode *n, const char *path)
 	if (err)
 		return err;
 	n->dirty = false;
-	if (n->stage)
+	if (n->stage) {
 		n->stage->orphan = true;
+		/* Nothing will commit these bytes any more. */
+		if (n->stage->uploading)
+			atomic_store(&n->stage->upload_cancel, true);
+	}
 	return 0;
 }
 
@@ -1205,6 +1228,8 @@ void fs_work_close_write(struct fs_work *w, struct fs_wnode *n)
 	pthread_mutex_lock(&w->lock);
 	n->writers--;
 	w->changes++;	/* a close is worth waiting a quiet period for */
+	if (n->writers == 0)
+		fs_upload_closed(w, n);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -1283,8 +1308,11 @@ static int stage_for_write(struct fs_work *w, struct fs_wnode *n,
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		err = ensure_stage(w, n);
-		if (err || !n->stage->busy)
+		if (err || (!n->stage->busy && !n->stage->uploading))
 			break;
+		/* An upload at close gives way to the change. */
+		if (n->stage->uploading)
+			atomic_store(&n->stage->upload_cancel, true);
 		/* A commit reads it.  When it lands the stage may go (the
 		 * file is clean then): look at n->stage afresh. */
 		pthread_cond_wait(&w->cond, &w->lock);
@@ -1313,7 +1341,7 @@ static int stage_lock(struct fs_work *w, struct fs_wnode *n,
 			return err;
 		pthread_mutex_lock(&st->io);
 		pthread_mutex_lock(&w->lock);
-		if (n->stage == st && !st->busy)
+		if (n->stage == st && !st->busy && !st->uploading)
 			break;
 		/* A commit started, or the stage changed: start over. */
 		pthread_mutex_unlock(&w->lock);

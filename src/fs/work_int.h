@@ -6,6 +6,7 @@
 #define HUBFS_WORK_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <openssl/evp.h>
 
@@ -38,6 +39,10 @@ struct fs_stage {
 	bool orphan;			/* work lock: no journal row names it */
 	bool jdirty;			/* work lock: base_len or filled not
 					 * journaled yet */
+	/* work lock: an upload at close reads it (upload.c); writers wait
+	 * for it to end, and set upload_cancel to end it sooner. */
+	bool uploading;
+	atomic_bool upload_cancel;
 	/* Serialises the writers of one file (fill, write, truncate), so a
 	 * block being filled from its base never overwrites new bytes. */
 	pthread_mutex_t io;
@@ -59,6 +64,7 @@ struct fs_stage {
 };
 
 struct fs_commit_state;
+struct fs_upload_state;
 
 /* A journal row that replay could not show (its staged copy lost, a
  * clash with the tree), named as it was then. */
@@ -87,6 +93,13 @@ struct fs_work {
 	struct fs_unshown *unshown;
 	size_t nunshown;
 	struct fs_commit_state *commit;	/* commit.c's state */
+	struct fs_upload_state *upload;	/* lock: upload.c's state, or NULL */
+	/* lock: counters kept here, not in the states above, so that the
+	 * metrics written after the committer stopped still hold them. */
+	uint64_t rounds_failed;		/* commit rounds that failed */
+	uint64_t uploads_done;		/* LFS objects uploaded at close */
+	uint64_t upload_bytes;		/* their bytes */
+	uint64_t uploads_stopped;	/* uploads at close stopped or failed */
 };
 
 /* Whether journal row @c is the row @u names. */
@@ -110,6 +123,10 @@ int fs_work_read_content(struct fs_work *w, const struct fs_content *base,
 
 /* The path of @n from the root (malloc'ed), NULL without memory. */
 char *fs_wnode_path(const struct fs_wnode *n);
+
+/* Read exactly @len bytes at @off of staged file @st: 0, or -EIO with
+ * the reason as detail.  No lock needed. */
+int fs_stage_pread(struct fs_stage *st, void *buf, size_t len, uint64_t off);
 
 /* Drop a reference to a stage (work lock held). */
 void fs_stage_put(struct fs_work *w, struct fs_stage *st);
@@ -148,5 +165,22 @@ int fs_work_discard(struct fs_work *w, const char *path);
 
 /* The wnode at @path, or NULL (work lock held; materializes as needed). */
 struct fs_wnode *fs_work_find(struct fs_work *w, const char *path);
+
+/* --- uploads at close (upload.c) --- */
+
+/* Start uploading the LFS objects of files as they are closed, to
+ * @branch of @hub. */
+int fs_upload_start(struct fs_work *w, struct hubfs_hub *hub,
+		    const char *branch);
+
+/* Stop the upload in flight, forget the queue, end the thread. */
+void fs_upload_stop(struct fs_work *w);
+
+/* The last handle open for writing on file @n closed (work lock held):
+ * queue its upload if it qualifies. */
+void fs_upload_closed(struct fs_work *w, struct fs_wnode *n);
+
+/* Wait until no upload at close reads @st (work lock held). */
+void fs_upload_wait(struct fs_work *w, struct fs_stage *st);
 
 #endif /* HUBFS_WORK_INT_H */

@@ -260,8 +260,10 @@ def test_transient_faults_during_a_commit(hub, repo, mount_factory, name,
 
 
 def test_commit_that_keeps_failing_reports_and_keeps_the_data(
-        hub, repo, mount_factory):
-    m = mount_factory(hub, repo, "commit_delay=600000", token=WRITE)
+        hub, repo, mount_factory, tmp_path):
+    prom = str(tmp_path / "hubfs.prom")
+    m = mount_factory(hub, repo, "commit_delay=600000",
+                      "metrics_file=" + prom, token=WRITE)
     n0 = len(commits(hub, repo))
     data = os.urandom(MiB)
     write(m.path("kept.bin"), data)
@@ -280,6 +282,13 @@ def test_commit_that_keeps_failing_reports_and_keeps_the_data(
     fsync(m.path("kept.bin"))
     assert len(commits(hub, repo)) == n0 + 1
     assert_on_branch(hub, repo, {"kept.bin": data})
+    # The counts written at unmount, after the committer stopped, still
+    # hold the failed round.
+    assert m.stop() == 0
+    with open(prom) as f:
+        failed = [line for line in f
+                  if line.startswith("hubfs_commit_failures_total{")]
+    assert len(failed) == 1 and float(failed[0].rsplit(" ", 1)[1]) >= 1
 
 
 def test_full_disk_while_staging_is_enospc(hub, repo, mount_factory,

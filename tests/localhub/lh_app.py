@@ -14,7 +14,7 @@ import urllib.parse
 
 from lh_auth import Auth
 from lh_cdn import CdnHandler
-from lh_faults import Faults, RateLimiter
+from lh_faults import Faults, Link, RateLimiter
 from lh_http import Handler, HubError, RequestLog, bind, serve_in_thread
 from lh_hub import HubHandler, validate_repo_path
 from lh_store import Store, lfs_pointer
@@ -31,6 +31,7 @@ class App:
         self.auth = auth or Auth()
         self.faults = Faults()
         self.ratelimit = RateLimiter()
+        self.uplink = Link(0)
         self.log = RequestLog(request_log)
         self.page_size = page_size
         self.url_lifetime = url_lifetime

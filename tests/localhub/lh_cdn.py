@@ -59,6 +59,7 @@ class CdnHandler(Handler):
                     data = reader.read(1 << 20)
                     if not data:
                         break
+                    self.app.uplink.take(len(data))
                     n += len(data)
                     if n > expected_size:
                         raise HubError(400, "Body larger than the declared "

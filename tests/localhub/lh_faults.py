@@ -176,3 +176,24 @@ class RateLimiter:
             if not allowed:
                 headers["Retry-After"] = str(reset)
             return allowed, headers
+
+
+class Link:
+    """One network link that every upload to the CDN shares: `rate` bytes
+    a second, first come first served (0: no limit).  take(n) returns
+    once n more bytes fit."""
+
+    def __init__(self, rate):
+        self.rate = rate
+        self.lock = threading.Lock()
+        self.free_at = 0.0
+
+    def take(self, n):
+        if not self.rate:
+            return
+        with self.lock:
+            now = time.monotonic()
+            self.free_at = max(now, self.free_at) + n / self.rate
+            wait = self.free_at - now
+        if wait > 0:
+            time.sleep(wait)

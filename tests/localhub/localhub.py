@@ -42,6 +42,7 @@ def cmd_serve(a):
         app.faults.add(json.loads(spec))
     if a.rate_limit:
         app.ratelimit.configure(a.rate_limit, a.rate_window)
+    app.uplink.rate = a.upload_rate
     info = app.start(a.host, a.port, a.cdn_host, a.cdn_port, a.admin_port)
     line = json.dumps(info)
     if a.ready_file:
@@ -123,6 +124,9 @@ def main(argv=None):
     s.add_argument("--rate-limit", type=int, help="requests per window and "
                                                   "bucket")
     s.add_argument("--rate-window", type=int, default=300)
+    s.add_argument("--upload-rate", type=size_arg, default="0",
+                   help="bytes per second that all uploads to the CDN "
+                   "share, like one network link (0: no limit)")
     s.set_defaults(fn=cmd_serve)
 
     def repo_cmd(name, fn, help):

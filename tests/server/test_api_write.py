@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
+import time
 import urllib.parse
 
 import pytest
@@ -497,3 +499,24 @@ def test_rate_limit(localhub_factory):
     assert h.get("/spaces/tester/s/resolve/main/README.md").status == 200
     h.admin("POST", "/ratelimit", {"limit": None})
     assert h.get("/api/spaces/tester/s").status == 200
+
+
+def test_upload_rate_is_one_link_for_all_uploads(localhub_factory):
+    """--upload-rate: uploads at once share the rate, as on one link."""
+    h = localhub_factory("--upload-rate", "4MiB")
+    h.seed("seed-model", "tester/slow", "--no-history", "--shards", "1",
+           "--shard-size", "1MiB")
+    h.start()
+    blobs = [os.urandom(3 << 20) for _ in range(2)]
+    done = []
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=lambda b=b: done.append(
+        lfs_upload(h, "tester/slow", b))) for b in blobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    elapsed = time.monotonic() - t0
+    assert len(done) == 2
+    # 6 MiB at 4 MiB/s, whatever the number of connections.
+    assert elapsed >= 1.4, elapsed

@@ -85,6 +85,7 @@ static void test_config__opts_defaults(void)
 	CHECK_UINT(cfg.refresh, 30);
 	CHECK(!cfg.ro);
 	CHECK(!cfg.allow_other);
+	CHECK(!cfg.no_upload_at_close);
 	CHECK(!cfg.uid_set);
 	CHECK(!cfg.gid_set);
 	CHECK(!cfg.debug);
@@ -132,6 +133,13 @@ static void test_config__opts_flags(void)
 	CHECK(!cfg.ro);
 	CHECK_INT(parse(&cfg, "rw,ro"), 0);
 	CHECK(cfg.ro);
+	hubfs_config_free(&cfg);
+	CHECK_INT(parse(&cfg, "noupload_at_close"), 0);
+	CHECK(cfg.no_upload_at_close);
+	CHECK_INT(parse(&cfg, "upload_at_close"), 0);
+	CHECK(!cfg.no_upload_at_close);
+	CHECK_INT(parse(&cfg, "upload_at_close,noupload_at_close"), 0);
+	CHECK(cfg.no_upload_at_close);
 	hubfs_config_free(&cfg);
 }
 
