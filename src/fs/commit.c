@@ -1233,8 +1233,9 @@ int fs_commit_stop(struct fs_work *w)
 	} else {
 		hubfs_notify("STATUS=All changes committed");
 	}
-	w->commit = NULL;
+	/* Under the lock: the metrics thread reads it (stats). */
 	pthread_mutex_lock(&w->lock);
+	w->commit = NULL;
 	clashes_clear(cs);
 	pthread_mutex_unlock(&w->lock);
 	hubfs_free(cs->branch);
@@ -1269,10 +1270,11 @@ static int pending_line(void *arg, const struct hubfs_jchange *c)
 
 void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out)
 {
-	struct fs_commit_state *cs = w->commit;
+	struct fs_commit_state *cs;
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&w->lock);
+	cs = w->commit;
 	out->pending = pending_count(w);
 	if (cs) {
 		out->failing = cs->failures;

@@ -90,8 +90,9 @@ static int read_stage(void *arg, uint64_t off, void *buf, size_t len)
 {
 	struct fs_stage *st = arg;
 
-	/* Called for every few tens of KiB sent: a writer waits at most
-	 * that long (and for the request in flight). */
+	/* Called for every few tens of KiB sent.  Between the PUTs (the
+	 * batch call, a multipart completion, retries after a failure) a
+	 * writer waits for the request in flight. */
 	if (atomic_load(&st->upload_cancel))
 		return -ECANCELED;
 	return fs_stage_pread(st, buf, len, off);
@@ -115,6 +116,9 @@ static void upload_one(struct fs_work *w, struct fs_upload_state *us,
 	pthread_mutex_lock(&w->lock);
 	o.size = st->size;
 	pthread_mutex_unlock(&w->lock);
+	/* A cut with no handle open (truncate(2)) may have come first. */
+	if (o.size <= UPLOAD_MIN)
+		return;
 	hubfs_err_clear();
 	err = hubfs_hub_lfs_upload(us->hub, us->branch, &o, 1,
 				   UPLOAD_PARALLEL);

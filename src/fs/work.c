@@ -1010,6 +1010,25 @@ out_unlock:
 	return err;
 }
 
+/*
+ * An upload at close of @st gives way: to a change of its bytes, or
+ * because no commit will name them any more.  Not while a commit round
+ * holds @st (busy): that round sends these very bytes, and its writers
+ * wait for it anyway.  Work lock held.
+ */
+static void stage_stop_upload(struct fs_stage *st)
+{
+	if (st->uploading && !st->busy)
+		atomic_store(&st->upload_cancel, true);
+}
+
+/* No journal row names @st any more (work lock held). */
+static void stage_orphan(struct fs_stage *st)
+{
+	st->orphan = true;
+	stage_stop_upload(st);
+}
+
 /* Take file @n out of the tree for good (its path is recorded gone). */
 static int drop_file(struct fs_work *w, struct fs_wnode *n, const char *path)
 {
@@ -1018,12 +1037,8 @@ static int drop_file(struct fs_work *w, struct fs_wnode *n, const char *path)
 	if (err)
 		return err;
 	n->dirty = false;
-	if (n->stage) {
-		n->stage->orphan = true;
-		/* Nothing will commit these bytes any more. */
-		if (n->stage->uploading)
-			atomic_store(&n->stage->upload_cancel, true);
-	}
+	if (n->stage)
+		stage_orphan(n->stage);
 	return 0;
 }
 
@@ -1184,7 +1199,7 @@ int fs_work_rename(struct fs_work *w, struct fs_wnode *dir, const char *name,
 		if (t->type == HUBFS_ENTRY_FILE) {
 			t->dirty = false;
 			if (t->stage)
-				t->stage->orphan = true;
+				stage_orphan(t->stage);
 		}
 		/* As after unlink: handles still open on it keep working
 		 * on bytes no one else sees. */
@@ -1310,10 +1325,8 @@ static int stage_for_write(struct fs_work *w, struct fs_wnode *n,
 		err = ensure_stage(w, n);
 		if (err || (!n->stage->busy && !n->stage->uploading))
 			break;
-		/* An upload at close gives way to the change. */
-		if (n->stage->uploading)
-			atomic_store(&n->stage->upload_cancel, true);
-		/* A commit reads it.  When it lands the stage may go (the
+		stage_stop_upload(n->stage);
+		/* A commit or an upload at close reads it.  When it lands the stage may go (the
 		 * file is clean then): look at n->stage afresh. */
 		pthread_cond_wait(&w->cond, &w->lock);
 	}
@@ -1966,7 +1979,7 @@ int fs_work_discard(struct fs_work *w, const char *path)
 		n->dirty = false;
 		n->replaced = true;
 		if (n->stage)
-			n->stage->orphan = true;
+			stage_orphan(n->stage);
 		wnode_put_locked(w, n);
 	}
 	fs_work_sync(w, w->base);

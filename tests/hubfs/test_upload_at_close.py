@@ -6,6 +6,7 @@ stops it, and what is committed is always what the file holds."""
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -103,12 +104,16 @@ def test_small_files_and_the_option_off_wait_for_the_commit(
     write(m2.path("clock.bin"), clock)
     settles(m2, hub, lambda: metric(m2, "uploads_at_close_total") == 1)
     assert uploads(hub, seq, sha256(clock))
-    assert not uploads(hub, seq, sha256(big))
-    assert not uploads(hub, seq, sha256(small))
     assert metric(m, "uploads_at_close_total") == 0
-    fsync(m.path("big.bin"))
-    assert uploads(hub, seq, sha256(big))
-    assert real_bytes(hub, repo, "big.bin") == big
+    # Each is sent by its commit, and only then, however late an upload
+    # at close might have come.
+    for mnt, name, data in ((m, "big.bin", big), (m2, "small.bin", small)):
+        before = hub.mark()
+        fsync(mnt.path(name))
+        sent = uploads(hub, seq, sha256(data))
+        assert sent and sent == uploads(hub, before, sha256(data)), name
+        assert real_bytes(hub, repo, name) == data
+    assert metric(m2, "uploads_at_close_total") == 1
 
 
 def slow_parts(hub, oid=None):
@@ -166,10 +171,18 @@ def test_an_upload_in_flight_is_waited_for_not_repeated(
     settles(m, hub, lambda: routes(hub, seq).count("lfs-batch") == 2)
     write(m.path("c.bin"), other)
     # The commit starts while the parts are still going up, and takes
-    # c.bin over.
+    # c.bin over.  (An fsync of the file, not of the directory: the
+    # kernel holds a directory's lock during its fsync, which would hold
+    # up the unlink below until the commit ends.)
     done = []
-    t = threading.Thread(target=lambda: done.append(fsync(m.mnt)))
+    t = threading.Thread(
+        target=lambda: done.append(fsync(m.path("c.bin"))))
     t.start()
+    # Removed while the commit that holds it waits for its upload (the
+    # commit's snapshot takes a moment; the upload, 14 s): that commit
+    # still needs the bytes, so the upload goes on.
+    time.sleep(1)
+    os.unlink(m.path("b.bin"))
     t.join(120)
     assert done == [None]
     ends = []
@@ -187,6 +200,38 @@ def test_an_upload_in_flight_is_waited_for_not_repeated(
     for name, data in slow.items():
         assert real_bytes(hub, repo, name) == data
     assert real_bytes(hub, repo, "c.bin") == other
+
+
+def test_a_commit_sends_what_its_upload_at_close_failed_to(
+        hub, repo, mount_factory, multipart):
+    assert multipart is None
+    m = mount_factory(hub, repo, "commit_delay=600000", DEBUG, token=WRITE)
+    data = os.urandom(BIG)
+    oid = sha256(data)
+    hub.admin("POST", "/config", {"multipart_threshold": MiB,
+                                  "multipart_chunk": 512 * 1024})
+    hub.admin("POST", "/faults", {"route": "cdn-part", "action": "stall",
+                                  "seconds": 1, "path": oid, "times": 25,
+                                  "name": "slow"})
+    seq = hub.mark()
+    write(m.path("a.bin"), data)
+    settles(m, hub, lambda: "lfs-batch" in routes(hub, seq))
+    # The commit starts while the parts go up, and waits for them; then
+    # the Hub refuses to assemble them.
+    done = []
+    t = threading.Thread(target=lambda: done.append(fsync(m.mnt)))
+    t.start()
+    settles(m, hub, lambda: "preupload" in routes(hub, seq))
+    hub.admin("POST", "/faults", {"route": "lfs-complete", "status": 400,
+                                  "times": 1, "name": "refused"})
+    t.join(120)
+    assert done == [None]
+    assert metric(m, "uploads_at_close_stopped_total") == 1
+    assert metric(m, "uploads_at_close_total") == 0
+    # The commit sent the object itself, after the failed upload.
+    assert routes(hub, seq).count("lfs-complete") == 2
+    assert len(uploads(hub, seq, oid)) == 50
+    assert real_bytes(hub, repo, "a.bin") == data
 
 
 def test_a_file_removed_during_its_upload_stops_it(hub, repo, mount_factory,
