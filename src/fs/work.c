@@ -1326,8 +1326,9 @@ static int stage_for_write(struct fs_work *w, struct fs_wnode *n,
 		if (err || (!n->stage->busy && !n->stage->uploading))
 			break;
 		stage_stop_upload(n->stage);
-		/* A commit or an upload at close reads it.  When it lands the stage may go (the
-		 * file is clean then): look at n->stage afresh. */
+		/* A commit or an upload at close reads it.  When a commit
+		 * lands the stage may go (the file is clean then): look at
+		 * n->stage afresh. */
 		pthread_cond_wait(&w->cond, &w->lock);
 	}
 	if (!err) {
