@@ -485,7 +485,7 @@ static void cache_import(struct fs_commit_state *cs, struct fs_stage *st,
 		 * heard of meanwhile refuses the block. */
 		gen = hubfs_cache_obj_gen(obj);
 		if (hubfs_cache_reserve(cs->cache, len) != 0 ||
-		    pread(st->fd, buf, len, (off_t)(i * CBS)) != (ssize_t)len ||
+		    fs_stage_pread(st, buf, len, i * CBS) != 0 ||
 		    hubfs_cache_obj_pwrite(obj, buf, len, i * CBS) != 0)
 			break;
 		hubfs_cache_sum_add(&sum, buf, len);

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from conftest import HUBFS, WRITE, real_bytes
-from writeutil import commits, fsync, no_faults, read, repo, sha256, \
-    wait_for, write
+from writeutil import commits, final_metric, fsync, no_faults, read, repo, \
+    sha256, wait_for, write
 
 pytestmark = pytest.mark.usefixtures("no_faults")
 assert repo and no_faults	# fixtures, used by name
@@ -46,14 +46,6 @@ def settles(m, hub, cond, timeout=30):
     if not wait_for(cond, timeout):
         raise AssertionError("%s\n%s" % (m.errors(), [
             (e["route"], e["status"]) for e in hub.log_since(0)[-12:]]))
-
-
-def final_metric(path, name):
-    with open(path) as f:
-        for line in f:
-            if line.startswith("hubfs_" + name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no metric %s in %s" % (name, path))
 
 
 def test_a_closed_file_is_uploaded_before_the_commit(hub, repo,
@@ -116,15 +108,17 @@ def test_small_files_and_the_option_off_wait_for_the_commit(
     assert metric(m2, "uploads_at_close_total") == 1
 
 
-def slow_parts(hub, oid=None):
-    """Multipart uploads of 512 KiB parts, each answered after 2 s (only
-    those of object @oid, if given)."""
+def slow_parts(hub, oid=None, seconds=2, times=None):
+    """Multipart uploads of 512 KiB parts, each answered after @seconds
+    (only those of object @oid, if given; the first @times, if given)."""
     hub.admin("POST", "/config", {"multipart_threshold": MiB,
                                   "multipart_chunk": 512 * 1024})
-    rule = {"route": "cdn-part", "action": "stall", "seconds": 2,
+    rule = {"route": "cdn-part", "action": "stall", "seconds": seconds,
             "name": "slow"}
     if oid:
         rule["path"] = oid
+    if times:
+        rule["times"] = times
     hub.admin("POST", "/faults", rule)
 
 
@@ -208,11 +202,7 @@ def test_a_commit_sends_what_its_upload_at_close_failed_to(
     m = mount_factory(hub, repo, "commit_delay=600000", DEBUG, token=WRITE)
     data = os.urandom(BIG)
     oid = sha256(data)
-    hub.admin("POST", "/config", {"multipart_threshold": MiB,
-                                  "multipart_chunk": 512 * 1024})
-    hub.admin("POST", "/faults", {"route": "cdn-part", "action": "stall",
-                                  "seconds": 1, "path": oid, "times": 25,
-                                  "name": "slow"})
+    slow_parts(hub, oid, seconds=1, times=25)
     seq = hub.mark()
     write(m.path("a.bin"), data)
     settles(m, hub, lambda: "lfs-batch" in routes(hub, seq))

@@ -96,6 +96,16 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def final_metric(path, name):
+    """Metric hubfs_NAME from a metrics file hubfs wrote (metrics_file=):
+    exactly one sample of it."""
+    with open(path) as f:
+        found = [line for line in f
+                 if line.startswith("hubfs_" + name + "{")]
+    assert len(found) == 1, (name, found)
+    return float(found[0].rsplit(" ", 1)[1])
+
+
 def wait_for(cond, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
