@@ -37,6 +37,7 @@
 #ifndef HUBFS_HUB_H
 #define HUBFS_HUB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -234,6 +235,12 @@ struct hubfs_hub_lfs_object {
 	uint64_t size;
 	hubfs_hub_source read;
 	void *arg;
+	/* Or NULL.  Once set (by another thread), no further request is
+	 * made for this object, nor waited for before a retry, and the
+	 * upload fails with -ECANCELED; stopping a PUT under way is up to
+	 * read.  The batch call stops for it only when it is the only
+	 * object. */
+	const atomic_bool *cancel;
 };
 
 /*

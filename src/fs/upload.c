@@ -27,7 +27,8 @@
  *   (st->uploading, set and cleared under the work lock) no write or cut
  *   reaches it: a writer that finds it uploading sets upload_cancel and
  *   waits; the upload's next read of the stage fails with -ECANCELED,
- *   which ends the transfer without a retry.
+ *   which ends the transfer without a retry, and no further request
+ *   of it is made or waited for (the object's cancel flag).
  * - A commit round never sends an object an upload is sending: before
  *   its own uploads it waits until none of its stages is uploading
  *   (fs_upload_wait()), and a stage busy in a round is not started.
@@ -37,7 +38,9 @@
  *
  * States of a queued file: queued -> uploading -> done, stopped (a
  * writer, an unlink, unmount) or failed; or dropped unsent when it no
- * longer qualifies (written again, being committed, committed).
+ * longer qualifies (written again, being committed, committed), or at
+ * once when it is removed (fs_upload_unqueue()), so that its staged
+ * bytes go with it.
  *
  * Locks: the work lock guards the queue, current, stop and the counters
  * (kept in struct fs_work, so that they outlive this state).  The
@@ -91,8 +94,8 @@ static int read_stage(void *arg, uint64_t off, void *buf, size_t len)
 	struct fs_stage *st = arg;
 
 	/* Called for every few tens of KiB sent.  Between the PUTs (the
-	 * batch call, a multipart completion, retries after a failure) a
-	 * writer waits for the request in flight. */
+	 * batch call, a multipart completion, verify) a writer waits for
+	 * the request in flight; o.cancel cuts a wait before a retry. */
 	if (atomic_load(&st->upload_cancel))
 		return -ECANCELED;
 	return fs_stage_pread(st, buf, len, off);
@@ -103,7 +106,8 @@ static int read_stage(void *arg, uint64_t off, void *buf, size_t len)
 static void upload_one(struct fs_work *w, struct fs_upload_state *us,
 		       struct fs_stage *st, const char *path)
 {
-	struct hubfs_hub_lfs_object o = { .read = read_stage, .arg = st };
+	struct hubfs_hub_lfs_object o = { .read = read_stage, .arg = st,
+					  .cancel = &st->upload_cancel };
 	int err;
 
 	if (fs_stage_sha256(w, st, o.sha256) != 1) {
@@ -251,11 +255,12 @@ void fs_upload_stop(struct fs_work *w)
 	pthread_mutex_unlock(&w->lock);
 	for (i = 0; i < us->nthreads; i++)
 		pthread_join(us->threads[i], NULL);
-	for (i = 0; i < us->nqueue; i++)
-		fs_wnode_put(w, us->queue[i]);
+	/* From here no removal (fs_upload_unqueue()) sees the queue. */
 	pthread_mutex_lock(&w->lock);
 	w->upload = NULL;
 	pthread_mutex_unlock(&w->lock);
+	for (i = 0; i < us->nqueue; i++)
+		fs_wnode_put(w, us->queue[i]);
 	pthread_cond_destroy(&us->cond);
 	hubfs_free(us->queue);
 	hubfs_free(us->branch);
@@ -285,6 +290,22 @@ void fs_upload_closed(struct fs_work *w, struct fs_wnode *n)
 	n->refs++;
 	us->queue[us->nqueue++] = n;
 	pthread_cond_signal(&us->cond);
+}
+
+bool fs_upload_unqueue(struct fs_work *w, struct fs_wnode *n)
+{
+	struct fs_upload_state *us = w->upload;
+	size_t i;
+
+	if (!us)
+		return false;
+	for (i = 0; i < us->nqueue; i++)
+		if (us->queue[i] == n) {
+			memmove(us->queue + i, us->queue + i + 1,
+				(--us->nqueue - i) * sizeof(*us->queue));
+			return true;
+		}
+	return false;
 }
 
 void fs_upload_wait(struct fs_work *w, struct fs_stage *st)

@@ -1022,11 +1022,20 @@ static void stage_stop_upload(struct fs_stage *st)
 		atomic_store(&st->upload_cancel, true);
 }
 
-/* No journal row names @st any more (work lock held). */
-static void stage_orphan(struct fs_stage *st)
+/*
+ * No journal row names file @n's bytes any more: no commit will send
+ * them, so an upload at close of them stops, or leaves the queue, where
+ * it would keep the staged bytes on disk until an uploader came to it.
+ * Work lock held; the caller still holds its reference to @n.
+ */
+static void file_orphan(struct fs_work *w, struct fs_wnode *n)
 {
-	st->orphan = true;
-	stage_stop_upload(st);
+	if (n->stage) {
+		n->stage->orphan = true;
+		stage_stop_upload(n->stage);
+	}
+	if (fs_upload_unqueue(w, n))
+		wnode_put_locked(w, n);
 }
 
 /* Take file @n out of the tree for good (its path is recorded gone). */
@@ -1037,8 +1046,7 @@ static int drop_file(struct fs_work *w, struct fs_wnode *n, const char *path)
 	if (err)
 		return err;
 	n->dirty = false;
-	if (n->stage)
-		stage_orphan(n->stage);
+	file_orphan(w, n);
 	return 0;
 }
 
@@ -1198,8 +1206,7 @@ int fs_work_rename(struct fs_work *w, struct fs_wnode *dir, const char *name,
 	if (t) {
 		if (t->type == HUBFS_ENTRY_FILE) {
 			t->dirty = false;
-			if (t->stage)
-				stage_orphan(t->stage);
+			file_orphan(w, t);
 		}
 		/* As after unlink: handles still open on it keep working
 		 * on bytes no one else sees. */
@@ -1979,8 +1986,7 @@ int fs_work_discard(struct fs_work *w, const char *path)
 		kid_remove(n);
 		n->dirty = false;
 		n->replaced = true;
-		if (n->stage)
-			stage_orphan(n->stage);
+		file_orphan(w, n);
 		wnode_put_locked(w, n);
 	}
 	fs_work_sync(w, w->base);

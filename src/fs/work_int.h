@@ -180,6 +180,10 @@ void fs_upload_stop(struct fs_work *w);
  * queue its upload if it qualifies. */
 void fs_upload_closed(struct fs_work *w, struct fs_wnode *n);
 
+/* File @n is removed (work lock held): if its upload is queued, take it
+ * out and return true; the caller then drops the queue's reference. */
+bool fs_upload_unqueue(struct fs_work *w, struct fs_wnode *n);
+
 /* Wait until no upload at close reads @st (work lock held). */
 void fs_upload_wait(struct fs_work *w, struct fs_stage *st);
 

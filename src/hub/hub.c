@@ -128,6 +128,17 @@ static void sleep_ms(unsigned int ms)
 		;
 }
 
+/* Sleep @ms, or less once *@cancel is set (looked at every 50 ms). */
+static void sleep_unless(unsigned int ms, const atomic_bool *cancel)
+{
+	while (ms > 0 && !(cancel && atomic_load(cancel))) {
+		unsigned int step = !cancel || ms < 50 ? ms : 50;
+
+		sleep_ms(step);
+		ms -= step;
+	}
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -800,7 +811,7 @@ bool hub_retry_wait(struct hubfs_hub *hub, struct hub_retry *rt,
 		hlog(LOG_DEBUG, "hub: retry %u of %u in %u ms (%s)",
 		     rt->attempt, hub->opts.retries, ms,
 		     hubfs_err_get() ? hubfs_err_get() : "");
-	sleep_ms(ms);
+	sleep_unless(ms, rt->cancel);
 	return true;
 }
 
@@ -811,7 +822,7 @@ int hub_call(struct hubfs_hub *hub, const struct hub_req *req0,
 	struct hubfs_buf url = HUBFS_BUF_INIT(HUB_URL_MAX);
 	struct hub_req req = *req0;
 	struct hub_errctx ctx = *ctx0;
-	struct hub_retry rt = { 0 };
+	struct hub_retry rt = { .cancel = req0->cancel };
 	unsigned int hops = 0;
 	int err;
 
@@ -821,6 +832,11 @@ int hub_call(struct hubfs_hub *hub, const struct hub_req *req0,
 		goto out;
 	}
 	for (;;) {
+		if (req.cancel && atomic_load(req.cancel)) {
+			hubfs_err_set("stopped");
+			err = -ECANCELED;
+			break;
+		}
 		req.url = hubfs_buf_str(&url);
 		ctx.url = req.url;
 		ctx.cdn = !hub_same_origin(hub, req.url);

@@ -171,6 +171,10 @@ struct hub_req {
 	hub_headers_fn on_headers;	/* or NULL */
 	hub_data_fn on_data;		/* a 2xx body, instead of body */
 	void *arg;
+	/* Or NULL.  Once set (by another thread), hub_call() makes no
+	 * further attempt and cuts its wait before one short: -ECANCELED.
+	 * A transfer under way is its body source's to stop. */
+	const atomic_bool *cancel;
 };
 
 struct hub_resp {
@@ -246,6 +250,7 @@ struct hub_resp *hub_resp_new(void);
 
 struct hub_retry {
 	unsigned int attempt;		/* retries made so far */
+	const atomic_bool *cancel;	/* the request's: cuts the wait */
 };
 
 /*

@@ -134,17 +134,19 @@ static void detail_prefix(const char *doing, const char *oid)
 /*
  * POST @send (of type @type) to @url, the JSON answer into @answer.  A
  * redirect to another origin is an error: the body is not for it.
+ * @cancel: as struct hub_req's, or NULL.
  */
 static int post_json(struct hubfs_hub *hub, const char *url,
 		     const struct hubfs_buf *send, const char *type, bool auth,
 		     char *const *headers, const struct hub_errctx *ctx,
-		     struct hubfs_buf *answer)
+		     struct hubfs_buf *answer, const atomic_bool *cancel)
 {
 	struct hub_req req = {
 		.method = "POST", .url = url, .auth = auth, .json = true,
 		.accept = type, .content_type = type,
 		.headers = (const char *const *)headers,
 		.send = send->data, .send_len = send->len, .body = answer,
+		.cancel = cancel,
 	};
 	struct hub_resp *resp = hub_resp_new();
 	int err;
@@ -189,7 +191,7 @@ static int preupload_batch(struct hubfs_hub *hub, const char *url,
 		goto out;
 	}
 	err = post_json(hub, url, &send, JSON_TYPE, true, NULL, &ctx,
-			&answer);
+			&answer, NULL);
 	if (!err)
 		err = hub_parse_preupload(answer.data, answer.len, files, n);
 out:
@@ -319,7 +321,7 @@ static int put_range(struct hubfs_hub *hub, const char *url,
 				 .arg = &r, .size = (int64_t)len };
 	struct hub_req req = { .method = "PUT", .url = url,
 			       .headers = (const char *const *)headers,
-			       .stream = &st };
+			       .stream = &st, .cancel = obj->cancel };
 	struct hub_errctx ctx = { .repo = hub->repo_desc, .write = true };
 	int err;
 
@@ -346,7 +348,7 @@ static int verify(struct hubfs_hub *hub, const struct hubfs_hub_lfs_object *obj,
 		goto out;
 	}
 	err = post_json(hub, act->verify, &send, LFS_TYPE, true,
-			act->verify_headers, &ctx, &answer);
+			act->verify_headers, &ctx, &answer, obj->cancel);
 	if (err)
 		detail_prefix("verifying", obj->sha256);
 out:
@@ -372,7 +374,7 @@ static int complete(struct hubfs_hub *hub,
 	}
 	/* A signed Hub URL: huggingface_hub's lfs.py sends no token. */
 	err = post_json(hub, act->href, &send, LFS_TYPE, false, NULL, &ctx,
-			&answer);
+			&answer, obj->cancel);
 	if (err)
 		detail_prefix("completing the upload of", obj->sha256);
 out:
@@ -609,7 +611,8 @@ static int lfs_batch(struct hubfs_hub *hub, const char *url,
 		build_error(err, "LFS batch");
 		goto out;
 	}
-	err = post_json(hub, url, &send, LFS_TYPE, true, NULL, &ctx, &answer);
+	err = post_json(hub, url, &send, LFS_TYPE, true, NULL, &ctx, &answer,
+			n == 1 ? objs[0].cancel : NULL);
 	if (!err)
 		err = hub_parse_lfs_batch(&acts, answer.data, answer.len, objs,
 					  n);

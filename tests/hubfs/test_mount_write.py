@@ -13,7 +13,8 @@ import pytest
 
 from conftest import READ, WRITE
 from writeutil import (SHARD1, clone, commits, fsync, git, head, js_commit,
-                       js_show, read, repo, sha256, tree, wait_for, write)
+                       js_show, read, repo, sha256, staged_inodes, tree,
+                       wait_for, write)
 
 assert git and repo	# fixtures, used by name
 
@@ -54,15 +55,6 @@ def test_write_and_fsync_make_a_commit(hub, repo, mount_factory, git,
         "size": len(big), "sha256": sha256(big), "lfs": True}
     assert shown["files"]["checkpoints/step-1/meta.json"] == {
         "size": 12, "sha256": sha256(b'{"step": 1}\n'), "lfs": False}
-
-
-def staged_inodes(cache_dir):
-    """Inode numbers of the staged files under a mount's cache."""
-    top = os.path.join(cache_dir, "staging")
-    return {os.stat(os.path.join(top, d, f)).st_ino
-            for d in os.listdir(top)
-            for f in os.listdir(os.path.join(top, d))
-            if len(f) == 32}
 
 
 def test_read_your_writes_without_a_download(hub, repo, mount_factory):

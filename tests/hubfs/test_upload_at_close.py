@@ -12,7 +12,7 @@ import pytest
 
 from conftest import HUBFS, WRITE, real_bytes
 from writeutil import commits, final_metric, fsync, no_faults, read, repo, \
-    sha256, wait_for, write
+    sha256, staged_inodes, wait_for, write
 
 pytestmark = pytest.mark.usefixtures("no_faults")
 assert repo and no_faults	# fixtures, used by name
@@ -151,6 +151,38 @@ def test_writing_again_stops_the_upload_and_commits_the_new_bytes(
     assert read(m.path("ckpt.bin")) == second
 
 
+def test_a_writer_cuts_short_the_retries_of_an_upload(
+        hub, repo, mount_factory, multipart):
+    assert multipart is None
+    m = mount_factory(hub, repo, "commit_delay=600000", DEBUG, token=WRITE)
+    first, second = os.urandom(BIG), os.urandom(BIG)
+    hub.admin("POST", "/config", {"multipart_threshold": MiB,
+                                  "multipart_chunk": 4 * MiB})
+    # Every completion fails: the upload retries it, waiting 0.5, 1, 2,
+    # 4 and 8 s (give or take a quarter) before the retries.
+    hub.admin("POST", "/faults", {"route": "lfs-complete", "status": 500,
+                                  "name": "down"})
+    seq = hub.mark()
+    write(m.path("r.bin"), first)
+    settles(m, hub, lambda: routes(hub, seq).count("lfs-complete") >= 4)
+    # The upload now waits 3 to 5 s.  The writer waits for neither that
+    # nor the retries after it, and no further attempt is made.
+    t0 = time.monotonic()
+    tried = routes(hub, seq).count("lfs-complete")
+    write(m.path("r.bin"), second)
+    took = time.monotonic() - t0
+    after = routes(hub, seq).count("lfs-complete")
+    hub.admin("DELETE", "/faults")
+    assert took < 2, took
+    assert after <= tried + 1, (tried, after)
+    settles(m, hub, lambda: metric(m, "uploads_at_close_stopped_total")
+            + metric(m, "uploads_at_close_total") == 2, 60)
+    assert metric(m, "uploads_at_close_stopped_total") == 1
+    assert metric(m, "uploads_at_close_total") == 1
+    fsync(m.path("r.bin"))
+    assert real_bytes(hub, repo, "r.bin") == second
+
+
 def test_an_upload_in_flight_is_waited_for_not_repeated(
         hub, repo, mount_factory, multipart):
     assert multipart is None
@@ -238,6 +270,75 @@ def test_a_file_removed_during_its_upload_stops_it(hub, repo, mount_factory,
             == 1, 60)
     assert metric(m, "uploads_at_close_total") == 0
     assert len(uploads(hub, seq, sha256(data))) < 25
+
+
+def test_a_file_removed_while_queued_leaves_the_queue_and_the_disk(
+        hub, repo, mount_factory, multipart):
+    assert multipart is None
+    m = mount_factory(hub, repo, "commit_delay=600000", DEBUG, token=WRITE)
+    busy = [os.urandom(BIG), os.urandom(BIG)]
+    queued = os.urandom(BIG)
+    slow_parts(hub, "|".join(sha256(d) for d in busy))
+    seq = hub.mark()
+    for i, data in enumerate(busy):
+        write(m.path("busy%d.bin" % i), data)
+    # Both uploaders busy (25 parts each, 4 at a time, 2 s each).
+    settles(m, hub, lambda: routes(hub, seq).count("lfs-batch") == 2)
+    write(m.path("queued.bin"), queued)
+    assert len(staged_inodes(m.cache_dir)) == 3
+    os.unlink(m.path("queued.bin"))
+    # Its staged bytes go at once, not when an uploader comes to it.
+    settles(m, hub, lambda: len(staged_inodes(m.cache_dir)) == 2, 5)
+    assert routes(hub, seq).count("lfs-batch") == 2
+    hub.admin("DELETE", "/faults")
+    settles(m, hub, lambda: metric(m, "uploads_at_close_total") == 2, 60)
+    assert uploads(hub, seq, sha256(queued)) == []
+    assert metric(m, "uploads_at_close_stopped_total") == 0
+
+
+def test_unmount_during_an_upload_at_close_commits_it_once(
+        hub, repo, mount_factory, multipart, tmp_path):
+    assert multipart is None
+    prom = str(tmp_path / "hubfs.prom")
+    m = mount_factory(hub, repo, "commit_delay=600000", DEBUG,
+                      "metrics_file=" + prom, token=WRITE)
+    data = os.urandom(BIG)
+    oid = sha256(data)
+    slow_parts(hub, oid, seconds=1)
+    n0 = len(commits(hub, repo))
+    seq = hub.mark()
+    write(m.path("last.bin"), data)
+    settles(m, hub, lambda: "lfs-batch" in routes(hub, seq))
+    # The last commit waits for the upload, and sends nothing again.
+    assert m.stop(timeout=120) == 0
+    assert len(commits(hub, repo)) == n0 + 1
+    assert real_bytes(hub, repo, "last.bin") == data
+    parts = uploads(hub, seq, oid)
+    assert len(parts) == 25
+    assert len({e["path"].split("?")[0] for e in parts}) == 25
+    assert final_metric(prom, "uploads_at_close_total") == 1
+
+
+def test_truncate_without_a_handle_during_an_upload(hub, repo, mount_factory,
+                                                    multipart):
+    assert multipart is None
+    m = mount_factory(hub, repo, "commit_delay=600000", DEBUG, token=WRITE)
+    data = os.urandom(BIG)
+    slow_parts(hub, sha256(data))
+    seq = hub.mark()
+    write(m.path("cut.bin"), data)
+    settles(m, hub, lambda: "lfs-batch" in routes(hub, seq))
+    # truncate(2): no handle, so no close queues it again; the upload of
+    # the whole bytes stops, and the commit sends what the file holds.
+    os.truncate(m.path("cut.bin"), 11 * MiB)
+    assert read(m.path("cut.bin")) == data[:11 * MiB]
+    settles(m, hub, lambda: metric(m, "uploads_at_close_stopped_total")
+            == 1, 60)
+    assert len(uploads(hub, seq, sha256(data))) < 25
+    hub.admin("DELETE", "/faults")
+    fsync(m.path("cut.bin"))
+    assert real_bytes(hub, repo, "cut.bin") == data[:11 * MiB]
+    assert metric(m, "uploads_at_close_total") == 0
 
 
 def test_a_failed_upload_at_close_is_left_to_the_commit(hub, repo,

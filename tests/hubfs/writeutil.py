@@ -106,6 +106,15 @@ def final_metric(path, name):
     return float(found[0].rsplit(" ", 1)[1])
 
 
+def staged_inodes(cache_dir):
+    """Inode numbers of the staged files under a mount's cache."""
+    top = os.path.join(cache_dir, "staging")
+    return {os.stat(os.path.join(top, d, f)).st_ino
+            for d in os.listdir(top)
+            for f in os.listdir(os.path.join(top, d))
+            if len(f) == 32}
+
+
 def wait_for(cond, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
