@@ -110,6 +110,16 @@ def sizes_for(scale, smoke):
     }
 
 
+def space_needed(sz):
+    """Bytes a run needs in its work directory, about: the local Hub's
+    copy and the local copy of everything seeded, the write's sources and
+    staged bytes, and the caches alive at once (S3 keeps one of the
+    largest file while another fills)."""
+    seeded = (sum(sz["seq"]) + sz["shards"] * sz["shard_size"] +
+              sz["write"] + sz["ckpt_files"] * sz["ckpt_size"])
+    return 2 * seeded + 2 * max(sz["seq"]) + 2 * sz["write"] + GiB
+
+
 class BenchError(Exception):
     pass
 
@@ -2278,12 +2288,14 @@ class Report:
           "`--scale F` multiplies every size (the full run is scale 1, "
           "`--smoke` is 1/256 with floors); `--only S1,S6` runs some "
           "scenarios; `--hubfs PATH` uses a daemon already built; "
-          "`--work-dir` (the full run needs about 30 GB there, and takes "
+          "`--work-dir` (the full run needs about 35 GB there, which the "
+          "suite checks before it starts, and takes "
           "roughly 40 minutes on 2 cores); `--keep`; `--no-peers`. It needs "
           "root, FUSE, curl, git, cmake, a C compiler with libfuse3's "
           "headers, and node with `tests/js/node_modules` for the "
           "@huggingface/hub peer. The exit status is 1 when a byte check "
-          "fails or a scenario breaks; a missed target does not change it.")
+          "fails or a scenario breaks, 2 when the work directory lacks the "
+          "space; a missed target does not change it.")
         w("")
         w("The full run is never part of the test suite. "
           "`tests/bench/test_bench_smoke.py` runs `--smoke` against the "
@@ -2695,6 +2707,14 @@ def main(argv=None):
     for sig in sigs:
         signal.signal(sig, on_signal)
     suite = Suite(a)
+    where = a.work_dir or tempfile.gettempdir()
+    free = shutil.disk_usage(where if os.path.isdir(where) else
+                             os.path.dirname(os.path.abspath(where))).free
+    if free < space_needed(suite.sz):
+        log("%s has %s free; a run at these sizes needs about %s there "
+            "(--work-dir elsewhere, or a smaller --scale)" % (
+                where, human_bytes(free), human_bytes(space_needed(suite.sz))))
+        return 2
     try:
         suite.run()
         rep = Report(suite).build()
