@@ -236,10 +236,11 @@ struct hubfs_hub_lfs_object {
 	hubfs_hub_source read;
 	void *arg;
 	/* Or NULL.  Once set (by another thread), no further request is
-	 * made for this object, nor waited for before a retry, and the
-	 * upload fails with -ECANCELED; stopping a PUT under way is up to
-	 * read.  The batch call stops for it only when it is the only
-	 * object. */
+	 * made for this object, nor waited for before a retry: the upload
+	 * fails with -ECANCELED if one was left to make, and so do the
+	 * other objects' uploads of the same call.  Stopping a PUT under
+	 * way is up to read.  The batch call stops for it only when it is
+	 * the only object. */
 	const atomic_bool *cancel;
 };
 

@@ -290,6 +290,13 @@ void fs_upload_closed(struct fs_work *w, struct fs_wnode *n)
 	n->refs++;
 	us->queue[us->nqueue++] = n;
 	pthread_cond_signal(&us->cond);
+	if (hubfs_log_enabled(LOG_DEBUG)) {
+		char *path = fs_wnode_path(n);
+
+		hlog(LOG_DEBUG, "%s: %s: queued for upload", w->label,
+		     path ? path : "a file");
+		hubfs_free(path);
+	}
 }
 
 bool fs_upload_unqueue(struct fs_work *w, struct fs_wnode *n)

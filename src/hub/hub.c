@@ -812,6 +812,9 @@ bool hub_retry_wait(struct hubfs_hub *hub, struct hub_retry *rt,
 		     rt->attempt, hub->opts.retries, ms,
 		     hubfs_err_get() ? hubfs_err_get() : "");
 	sleep_unless(ms, rt->cancel);
+	/* Cut short: hub_call() stops before the retry, so none was made. */
+	if (rt->cancel && atomic_load(rt->cancel))
+		atomic_fetch_sub(&hub->stats.retries, 1);
 	return true;
 }
 

@@ -5,10 +5,13 @@
  * answers.  No network.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -973,6 +976,56 @@ static void test_hub_write__unreachable_hub(void)
 	curl_global_cleanup();
 }
 
+static void *cancel_soon(void *arg)
+{
+	struct timespec ts = { .tv_nsec = 200 * 1000000L };
+
+	nanosleep(&ts, NULL);
+	atomic_store((atomic_bool *)arg, true);
+	return NULL;
+}
+
+static void test_hub_write__cancel_stops_an_upload_and_its_waits(void)
+{
+	struct hubfs_hub_opts opts = HUBFS_HUB_OPTS_INIT;
+	struct hubfs_hub_lfs_object o = object(OID_A, 1);
+	atomic_bool cancel = true;
+	struct hubfs_hub_stats st;
+	struct hubfs_hub *hub = NULL;
+	struct timespec t0, t1;
+	pthread_t t;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	opts.endpoint = "http://127.0.0.1:1";
+	opts.repo_namespace = "tester";
+	opts.repo_name = "m";
+	opts.token = "hf_secret_0123456789";
+	opts.retries = 3;
+	opts.backoff_ms = 4000;
+	CHECK_INT(hubfs_hub_new(&hub, &opts), 0);
+	o.cancel = &cancel;
+	/* Set before the call: no request at all. */
+	CHECK_INT(hubfs_hub_lfs_upload(hub, "main", &o, 1, 1), -ECANCELED);
+	hubfs_hub_get_stats(hub, &st);
+	CHECK_UINT(st.requests, 0);
+	/* Set while the call waits 3 to 5 s before its first retry (the
+	 * connection is refused): the wait ends, and no retry is made or
+	 * counted. */
+	atomic_store(&cancel, false);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_INT(pthread_create(&t, NULL, cancel_soon, &cancel), 0);
+	CHECK_INT(hubfs_hub_lfs_upload(hub, "main", &o, 1, 1), -ECANCELED);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_join(t, NULL);
+	CHECK((t1.tv_sec - t0.tv_sec) * 1000 +
+	      (t1.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
+	hubfs_hub_get_stats(hub, &st);
+	CHECK_UINT(st.requests, 1);
+	CHECK_UINT(st.retries, 0);
+	hubfs_hub_free(hub);
+	curl_global_cleanup();
+}
+
 static const struct check_test tests[] = {
 	CHECK_TEST(test_hub_write__base64),
 	CHECK_TEST(test_hub_write__json_string),
@@ -993,6 +1046,7 @@ static const struct check_test tests[] = {
 	CHECK_TEST(test_hub_write__no_token_no_request),
 	CHECK_TEST(test_hub_write__bad_arguments_send_nothing),
 	CHECK_TEST(test_hub_write__unreachable_hub),
+	CHECK_TEST(test_hub_write__cancel_stops_an_upload_and_its_waits),
 };
 
 CHECK_MAIN(tests)
