@@ -73,9 +73,10 @@ struct hubfs_fs_stats {
 	unsigned int commit_failing;	/* failed in a row just now */
 	int commit_error;		/* the last round's: 0 or -errno */
 	uint64_t conflicts;		/* paths in conflict */
-	uint64_t early_uploads;		/* LFS objects sent at close */
-	uint64_t early_bytes;		/* their bytes */
-	uint64_t early_stopped;		/* uploads at close stopped, failed */
+	uint64_t uploads_at_close;	/* LFS objects sent at close */
+	uint64_t uploads_at_close_bytes; /* their bytes */
+	/* uploads at close stopped or failed */
+	uint64_t uploads_at_close_stopped;
 };
 
 /* A snapshot of @fs's state and counters.  The strings are borrowed. */

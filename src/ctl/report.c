@@ -249,14 +249,14 @@ int hubfs_report_metrics(struct hubfs_buf *out,
 		  (double)st->conflicts },
 		{ "uploads_at_close_total", "counter",
 		  "LFS objects uploaded when their file was closed.",
-		  (double)st->early_uploads },
+		  (double)st->uploads_at_close },
 		{ "uploads_at_close_bytes_total", "counter",
 		  "Bytes of the LFS objects uploaded at close.",
-		  (double)st->early_bytes },
+		  (double)st->uploads_at_close_bytes },
 		{ "uploads_at_close_stopped_total", "counter",
 		  "Uploads at close stopped by a change, or failed (the "
 		  "commit sends those files).",
-		  (double)st->early_stopped },
+		  (double)st->uploads_at_close_stopped },
 	};
 	int err = put_info(out, st, version);
 

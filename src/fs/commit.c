@@ -1285,9 +1285,9 @@ void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out)
 					     1000.0;
 	}
 	out->failed = w->rounds_failed;
-	out->early_uploads = w->uploads_done;
-	out->early_bytes = w->upload_bytes;
-	out->early_stopped = w->uploads_stopped;
+	out->uploads_at_close = w->uploads_done;
+	out->uploads_at_close_bytes = w->upload_bytes;
+	out->uploads_at_close_stopped = w->uploads_stopped;
 	pthread_mutex_unlock(&w->lock);
 }
 

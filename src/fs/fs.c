@@ -2689,9 +2689,9 @@ void hubfs_fs_get_stats(struct hubfs_fs *fs, struct hubfs_fs_stats *out)
 		out->commit_failing = cs.failing;
 		out->commit_error = cs.last_error;
 		out->conflicts = cs.conflicts;
-		out->early_uploads = cs.early_uploads;
-		out->early_bytes = cs.early_bytes;
-		out->early_stopped = cs.early_stopped;
+		out->uploads_at_close = cs.uploads_at_close;
+		out->uploads_at_close_bytes = cs.uploads_at_close_bytes;
+		out->uploads_at_close_stopped = cs.uploads_at_close_stopped;
 	}
 }
 

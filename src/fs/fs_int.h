@@ -439,9 +439,10 @@ struct fs_commit_stats {
 	uint64_t conflicts;	/* paths in conflict */
 	double pending_age_s;	/* how long changes have been pending */
 	int last_error;		/* the last round's result: 0 or -errno */
-	uint64_t early_uploads;	/* LFS objects uploaded at close */
-	uint64_t early_bytes;	/* their bytes */
-	uint64_t early_stopped;	/* uploads at close stopped or failed */
+	uint64_t uploads_at_close;	/* LFS objects uploaded at close */
+	uint64_t uploads_at_close_bytes; /* their bytes */
+	/* uploads at close stopped or failed */
+	uint64_t uploads_at_close_stopped;
 };
 
 void fs_commit_get_stats(struct fs_work *w, struct fs_commit_stats *out);
