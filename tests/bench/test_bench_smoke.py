@@ -9,6 +9,7 @@ is never a timed test."""
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -89,3 +90,27 @@ def test_bench_smoke(tmp_path):
     for line in table.splitlines():
         if line.startswith("| S") and "not run" not in line:
             assert "n/a" not in line, line
+
+
+def test_bench_refuses_a_work_dir_without_the_space(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs",
+                    str(small)], check=True)
+    try:
+        p = subprocess.run(
+            [PY, os.path.join(BENCH, "bench.py"), "--smoke", "--hubfs",
+             "/nonexistent", "--work-dir", str(small), "--out",
+             str(tmp_path / "PERFORMANCE.md")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        left = os.listdir(small)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    log = p.stdout.decode("utf-8", "replace")
+    # Before building or seeding anything, with what it needs.
+    assert p.returncode == 2, log
+    assert re.search(r"has [0-9.]+ [KM]iB free; a run at these sizes needs "
+                     r"about [0-9.]+ GiB there", log), log
+    assert left == [] and not (tmp_path / "PERFORMANCE.md").exists()
