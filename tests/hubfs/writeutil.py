@@ -107,12 +107,23 @@ def final_metric(path, name):
 
 
 def staged_inodes(cache_dir):
-    """Inode numbers of the staged files under a mount's cache."""
+    """Inode numbers of the staged files under a mount's cache.  A file
+    the mount removes while it is being listed is left out."""
     top = os.path.join(cache_dir, "staging")
-    return {os.stat(os.path.join(top, d, f)).st_ino
-            for d in os.listdir(top)
-            for f in os.listdir(os.path.join(top, d))
-            if len(f) == 32}
+    found = set()
+    for d in os.listdir(top):
+        try:
+            names = os.listdir(os.path.join(top, d))
+        except FileNotFoundError:
+            continue
+        for f in names:
+            if len(f) != 32:
+                continue
+            try:
+                found.add(os.stat(os.path.join(top, d, f)).st_ino)
+            except FileNotFoundError:
+                pass
+    return found
 
 
 def wait_for(cond, timeout=30):
