@@ -31,10 +31,11 @@ def metric(m, name):
     raise AssertionError("no metric %s in %s" % (name, out))
 
 
-def uploads(hub, seq, oid):
-    """The upload requests (whole or part) of object @oid since @seq."""
+def uploads(hub, seq, oid, kinds=("cdn-put", "cdn-part")):
+    """The requests of object @oid since @seq on routes @kinds (by
+    default its uploads, whole or part)."""
     return [e for e in hub.log_since(seq)
-            if e["route"] in ("cdn-put", "cdn-part") and oid in e["path"]]
+            if e["route"] in kinds and oid in e["path"]]
 
 
 def routes(hub, seq):
@@ -168,8 +169,7 @@ def test_a_writer_cuts_short_the_retries_of_an_upload(
     # The upload now waits 3 to 5 s.  The writer waits for neither that
     # nor the retries after it, and no further attempt is made.
     def completions():
-        return [e for e in hub.log_since(seq) if e["route"] == "lfs-complete"
-                and sha256(first) in e["path"]]
+        return uploads(hub, seq, sha256(first), ("lfs-complete",))
     t0 = time.monotonic()
     tried = len(completions())
     write(m.path("r.bin"), second)
